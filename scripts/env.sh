@@ -1,0 +1,104 @@
+# scripts/env.sh: shared by jobq's scripts (sourced, not run).
+#
+# Installs what is missing, builds and installs jobq, and starts a private
+# beanstalkd and a private PostgreSQL cluster (jobq preloaded) as an
+# unprivileged user, on loopback ports of their own.  Everything started is
+# stopped by PID when the calling script exits.
+
+set -euo pipefail
+
+JOBQ_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+JOBQ_USER=${JOBQ_USER:-jobq}
+PGBIN=/usr/lib/postgresql/15/bin
+PGPORT=${PGPORT:-55432}
+BSPORT=${BSPORT:-11391}
+DBNAME=${DBNAME:-jobq}
+
+say() { printf '\n== %s\n' "$*"; }
+
+need_packages() {
+    local missing=()
+    for p in postgresql-15 postgresql-server-dev-15 libjansson-dev beanstalkd \
+             libipc-run-perl make gcc "$@"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+build_install() {
+    say "building and installing jobq"
+    make -C "$JOBQ_ROOT" -s clean >/dev/null
+    make -C "$JOBQ_ROOT" -s
+    make -C "$JOBQ_ROOT" -s install >/dev/null
+}
+
+ensure_user() {
+    id "$JOBQ_USER" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$JOBQ_USER"
+}
+
+# a fresh work directory that the unprivileged user owns
+make_workdir() {
+    WORKDIR=$(mktemp -d /tmp/jobq.XXXXXX)
+    chown "$JOBQ_USER" "$WORKDIR"
+    chmod 755 "$WORKDIR"
+}
+
+# runs a command as the unprivileged user; setpriv and env exec, so in
+# "${AS_USER[@]}" server & the PID in $! is the server's own
+AS_USER=(setpriv --reuid="$JOBQ_USER" --regid="$JOBQ_USER" --init-groups env)
+as_user() { "${AS_USER[@]}" HOME="$WORKDIR" "$@"; }
+
+PIDS=()
+cleanup() {
+    local rc=$?
+    if [ -n "${PGDATA:-}" ] && [ -f "$PGDATA/postmaster.pid" ]; then
+        as_user "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w -t 20 stop >/dev/null 2>&1 ||
+            kill -9 "$(head -1 "$PGDATA/postmaster.pid")" 2>/dev/null || true
+    fi
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ "${KEEP_WORKDIR:-0}" != 1 ] && [ -n "${WORKDIR:-}" ]; then rm -rf "$WORKDIR"; fi
+    exit $rc
+}
+trap cleanup EXIT
+
+start_beanstalkd() {
+    mkdir -p "$WORKDIR/binlog"
+    chown "$JOBQ_USER" "$WORKDIR/binlog"
+    "${AS_USER[@]}" beanstalkd -l 127.0.0.1 -p "$BSPORT" -b "$WORKDIR/binlog" &
+    BSPID=$!
+    PIDS+=("$BSPID")
+    for _ in $(seq 50); do
+        (exec 3<>/dev/tcp/127.0.0.1/"$BSPORT") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "beanstalkd did not start on 127.0.0.1:$BSPORT" >&2
+    return 1
+}
+
+# start_postgres [extra postgresql.conf lines...]
+start_postgres() {
+    PGDATA=$WORKDIR/pgdata
+    as_user "$PGBIN/initdb" -D "$PGDATA" -A trust -U postgres --no-sync >/dev/null
+    cat >>"$PGDATA/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PGPORT
+unix_socket_directories = '$WORKDIR'
+shared_preload_libraries = 'jobq'
+jobq.servers = '127.0.0.1:$BSPORT'
+jobq.database = '$DBNAME'
+jobq.workers = 2
+max_worker_processes = 16
+log_min_messages = log
+EOF
+    for line in "$@"; do echo "$line" >>"$PGDATA/postgresql.conf"; done
+    [ "${JOBQ_CORE:-0}" = 1 ] && ulimit -c unlimited
+    as_user "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORKDIR/postgres.log" -w start >/dev/null
+    as_user "$PGBIN/createdb" -h "$WORKDIR" -p "$PGPORT" -U postgres "$DBNAME"
+}
+
+psql_db() { as_user psql -X -q -h "$WORKDIR" -p "$PGPORT" -U postgres -d "$DBNAME" -v ON_ERROR_STOP=1 "$@"; }

@@ -1,0 +1,1121 @@
+/*
+ * beanstalk.c
+ *		The beanstalkd protocol client.
+ *
+ * One BeanstalkConn is one TCP connection to one server.  Requests are
+ * written with a single send() (command line and body together) on a socket
+ * with TCP_NODELAY; replies are read into a buffer and parsed strictly.
+ * Waiting is done on a WaitEventSet that also holds the process latch, so an
+ * interrupt (cancel, statement_timeout, SIGTERM) ends the wait through
+ * CHECK_FOR_INTERRUPTS.  Such an error leaves in_flight set, and the next
+ * request closes the connection and opens a fresh one rather than trying to
+ * resynchronise with replies it no longer expects.
+ *
+ * Protocol reference: beanstalkd's doc/protocol.txt.
+ */
+#include "postgres.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "beanstalk.h"
+#include "jobq.h"
+
+char	   *jobq_servers = NULL;
+int			jobq_connect_timeout = 2000;
+int			jobq_io_timeout = 5000;
+
+/* positions in a connection's WaitEventSet */
+#define WES_SOCKET	0
+
+static const char *const error_replies[] = {
+	"OUT_OF_MEMORY", "INTERNAL_ERROR", "BAD_FORMAT", "UNKNOWN_COMMAND",
+	"EXPECTED_CRLF", "JOB_TOO_BIG", "DRAINING", NULL
+};
+
+static BeanstalkConn *backend_conn = NULL;
+
+static bool servers_check_hook(char **newval, void **extra, GucSource source);
+static void servers_assign_hook(const char *newval, void *extra);
+
+void
+beanstalk_init_gucs(void)
+{
+	DefineCustomStringVariable("jobq.servers",
+							   "beanstalkd server as host:port.",
+							   "Only one server is supported for now.",
+							   &jobq_servers,
+							   "127.0.0.1:11300",
+							   PGC_SUSET, 0,
+							   servers_check_hook, servers_assign_hook, NULL);
+	DefineCustomIntVariable("jobq.connect_timeout",
+							"Time allowed to connect to beanstalkd.",
+							NULL,
+							&jobq_connect_timeout,
+							2000, 1, 3600 * 1000,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("jobq.io_timeout",
+							"Time allowed for beanstalkd to answer a request.",
+							NULL,
+							&jobq_io_timeout,
+							5000, 1, 3600 * 1000,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
+
+/*
+ * Split "host:port" (or "[v6addr]:port") and check it.  On error *detail is
+ * set to a palloc'd sentence and host is left empty.
+ */
+void
+bs_check_server(const char *server, char *host, size_t hostlen,
+				char *port, size_t portlen, char **detail)
+{
+	const char *colon;
+	const char *hstart = server;
+	size_t		hlen;
+	char	   *end;
+	unsigned long p;
+
+	*detail = NULL;
+	host[0] = '\0';
+	if (strchr(server, ',') != NULL)
+	{
+		*detail = psprintf("Only one server is supported; got \"%s\".", server);
+		return;
+	}
+	colon = strrchr(server, ':');
+	if (colon == NULL || colon == server || colon[1] == '\0')
+	{
+		*detail = psprintf("Expected host:port, got \"%s\".", server);
+		return;
+	}
+	hlen = colon - server;
+	if (server[0] == '[' && colon[-1] == ']')
+	{
+		hstart++;
+		hlen -= 2;
+	}
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || p == 0 || p > 65535)
+	{
+		*detail = psprintf("Port \"%s\" is not a number between 1 and 65535.", colon + 1);
+		return;
+	}
+	if (hlen == 0 || hlen >= hostlen)
+	{
+		*detail = psprintf("Host name in \"%s\" is empty or too long.", server);
+		return;
+	}
+	memcpy(host, hstart, hlen);
+	host[hlen] = '\0';
+	snprintf(port, portlen, "%lu", p);
+}
+
+static bool
+servers_check_hook(char **newval, void **extra, GucSource source)
+{
+	char		host[256];
+	char		port[16];
+	char	   *detail;
+
+	bs_check_server(*newval, host, sizeof(host), port, sizeof(port), &detail);
+	if (detail != NULL)
+	{
+		GUC_check_errdetail("%s", detail);
+		return false;
+	}
+	return true;
+}
+
+static void
+servers_assign_hook(const char *newval, void *extra)
+{
+	/* the next request of this backend goes to the new server */
+	if (backend_conn != NULL)
+		bs_set_server(backend_conn, newval);
+}
+
+void
+bs_init(BeanstalkConn *conn, const char *server, MemoryContext mcxt)
+{
+	MemoryContext old;
+
+	memset(conn, 0, sizeof(*conn));
+	conn->mcxt = mcxt;
+	conn->fd = PGINVALID_SOCKET;
+	conn->max_job_size = -1;
+	old = MemoryContextSwitchTo(mcxt);
+	conn->rcap = 8192;
+	conn->rbuf = palloc(conn->rcap);
+	initStringInfo(&conn->wbuf);
+	MemoryContextSwitchTo(old);
+	bs_set_server(conn, server);
+}
+
+/* Point the connection at another server; closes any open connection. */
+void
+bs_set_server(BeanstalkConn *conn, const char *server)
+{
+	char	   *detail;
+
+	bs_close(conn);
+	strlcpy(conn->server, server, sizeof(conn->server));
+	bs_check_server(server, conn->host, sizeof(conn->host),
+					conn->port, sizeof(conn->port), &detail);
+}
+
+void
+bs_close(BeanstalkConn *conn)
+{
+	if (conn->wes != NULL)
+	{
+		FreeWaitEventSet(conn->wes);
+		conn->wes = NULL;
+	}
+	if (conn->fd != PGINVALID_SOCKET)
+	{
+		closesocket(conn->fd);
+		conn->fd = PGINVALID_SOCKET;
+	}
+	conn->in_flight = false;
+	conn->reused = false;
+	conn->rstart = conn->rend = 0;
+	if (conn->wbuf.data != NULL)
+		resetStringInfo(&conn->wbuf);
+	conn->pending = 0;
+	strcpy(conn->used_tube, "default");
+	conn->max_job_size = -1;
+}
+
+bool
+bs_connected(BeanstalkConn *conn)
+{
+	return conn->fd != PGINVALID_SOCKET;
+}
+
+/* Close the connection, then report a connection-level error. */
+#define bs_fail(conn, code, ...) \
+	do { \
+		bs_close(conn); \
+		ereport(ERROR, (errcode(code), __VA_ARGS__)); \
+	} while (0)
+
+/*
+ * Wait until the socket is ready for 'event' or the deadline passes.
+ * Interrupts are serviced here; if one throws, the caller's request stays
+ * in flight and the connection is discarded by the next request.
+ */
+static void
+bs_wait(BeanstalkConn *conn, uint32 event, TimestampTz deadline, const char *what)
+{
+	WaitEvent	ev;
+
+	ModifyWaitEvent(conn->wes, WES_SOCKET, event, NULL);
+	for (;;)
+	{
+		long		timeout = -1;
+		int			n;
+
+		if (deadline != 0)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (now >= deadline)
+				bs_fail(conn, ERRCODE_CONNECTION_FAILURE,
+						errmsg("beanstalkd at %s did not answer in time", conn->server),
+						errdetail("No reply to %s within the time allowed.", what),
+						errhint("Check the server, or raise jobq.io_timeout or jobq.connect_timeout."));
+			timeout = TimestampDifferenceMilliseconds(now, deadline);
+			if (timeout == 0)
+				timeout = 1;
+		}
+		n = WaitEventSetWait(conn->wes, timeout, &ev, 1, PG_WAIT_EXTENSION);
+		if (n == 0)
+			continue;			/* loop re-checks the deadline */
+		if (ev.events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+		if (ev.events & event)
+			return;
+	}
+}
+
+static TimestampTz
+io_deadline(int extra_ms)
+{
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+									   jobq_io_timeout + extra_ms);
+}
+
+static void
+bs_connect(BeanstalkConn *conn)
+{
+	struct addrinfo hints;
+	struct addrinfo *res = NULL;
+	int			rc;
+	int			fd;
+	int			on = 1;
+	int			err = 0;
+	socklen_t	errlen = sizeof(err);
+	MemoryContext old;
+
+	Assert(conn->fd == PGINVALID_SOCKET);
+	if (conn->host[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid beanstalkd server \"%s\"", conn->server)));
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	rc = getaddrinfo(conn->host, conn->port, &hints, &res);
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not resolve beanstalkd host \"%s\": %s",
+						conn->host, gai_strerror(rc)),
+				 errhint("Check jobq.servers.")));
+
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+	{
+		freeaddrinfo(res);
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not create socket for beanstalkd at %s: %m",
+						conn->server)));
+	}
+	conn->fd = fd;
+	(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	rc = connect(fd, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	if (rc < 0 && errno != EINPROGRESS)
+	{
+		int			save = errno;
+
+		errno = save;
+		bs_fail(conn, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+				errmsg("could not connect to beanstalkd at %s: %m", conn->server),
+				errhint("Is beanstalkd running there? The server is set by jobq.servers."));
+	}
+
+	old = MemoryContextSwitchTo(conn->mcxt);
+	conn->wes = CreateWaitEventSet(conn->mcxt, 3);
+	MemoryContextSwitchTo(old);
+	AddWaitEventToSet(conn->wes, WL_SOCKET_CONNECTED, fd, NULL, NULL);
+	AddWaitEventToSet(conn->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(conn->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+
+	if (rc < 0)
+	{
+		conn->in_flight = true;
+		bs_wait(conn, WL_SOCKET_CONNECTED,
+				TimestampTzPlusMilliseconds(GetCurrentTimestamp(), jobq_connect_timeout),
+				"connect");
+		conn->in_flight = false;
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0)
+			err = errno;
+		if (err != 0)
+		{
+			errno = err;
+			bs_fail(conn, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+					errmsg("could not connect to beanstalkd at %s: %m", conn->server),
+					errhint("Is beanstalkd running there? The server is set by jobq.servers."));
+		}
+	}
+	conn->reused = false;
+	strcpy(conn->used_tube, "default");
+	conn->max_job_size = -1;
+}
+
+/*
+ * Make sure there is a usable connection: open one if there is none, and
+ * drop one that an interrupted request left in an unknown state.
+ */
+static void
+bs_ensure(BeanstalkConn *conn)
+{
+	if (conn->fd != PGINVALID_SOCKET && conn->in_flight)
+		bs_close(conn);
+	if (conn->fd == PGINVALID_SOCKET)
+		bs_connect(conn);
+	else
+		conn->reused = true;
+}
+
+/* Send everything in wbuf.  Returns false if the peer has gone away. */
+static bool
+bs_send_all(BeanstalkConn *conn)
+{
+	size_t		off = 0;
+	TimestampTz deadline = 0;
+
+	conn->in_flight = true;
+	while (off < conn->wbuf.len)
+	{
+		ssize_t		n = send(conn->fd, conn->wbuf.data + off,
+							 conn->wbuf.len - off, MSG_NOSIGNAL);
+
+		if (n > 0)
+		{
+			off += n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		{
+			if (deadline == 0)
+				deadline = io_deadline(0);
+			bs_wait(conn, WL_SOCKET_WRITEABLE, deadline, "a request");
+			continue;
+		}
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET) && off == 0)
+			return false;
+		bs_fail(conn, ERRCODE_CONNECTION_FAILURE,
+				errmsg("could not send to beanstalkd at %s: %m", conn->server));
+	}
+	resetStringInfo(&conn->wbuf);
+	return true;
+}
+
+/*
+ * Read more bytes into rbuf.  Returns false on EOF or reset before any byte
+ * of the current reply arrived (the caller may retry on a new connection).
+ */
+static bool
+bs_fill(BeanstalkConn *conn, TimestampTz deadline, const char *what)
+{
+	if (conn->rstart > 0 && conn->rstart == conn->rend)
+		conn->rstart = conn->rend = 0;
+	if (conn->rend == conn->rcap)
+	{
+		if (conn->rstart > 0)
+		{
+			memmove(conn->rbuf, conn->rbuf + conn->rstart, conn->rend - conn->rstart);
+			conn->rend -= conn->rstart;
+			conn->rstart = 0;
+		}
+		else
+		{
+			conn->rcap *= 2;
+			conn->rbuf = repalloc(conn->rbuf, conn->rcap);
+		}
+	}
+	for (;;)
+	{
+		ssize_t		n = recv(conn->fd, conn->rbuf + conn->rend,
+							 conn->rcap - conn->rend, 0);
+
+		if (n > 0)
+		{
+			conn->rend += n;
+			return true;
+		}
+		if (n == 0 || errno == ECONNRESET)
+			return false;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			bs_fail(conn, ERRCODE_CONNECTION_FAILURE,
+					errmsg("could not receive from beanstalkd at %s: %m", conn->server));
+		bs_wait(conn, WL_SOCKET_READABLE, deadline, what);
+	}
+}
+
+static void
+bs_lost(BeanstalkConn *conn, const char *what)
+{
+	bs_fail(conn, ERRCODE_CONNECTION_FAILURE,
+			errmsg("beanstalkd at %s closed the connection", conn->server),
+			errdetail("The connection was lost while waiting for the reply to %s.", what),
+			errhint("Is beanstalkd running there? The server is set by jobq.servers."));
+}
+
+/*
+ * Read one reply line, without its CRLF.  The returned string lives in rbuf
+ * until the next read.  *eof_ok tells the caller whether the connection was
+ * lost before any byte of the reply arrived (it is then safe to retry).
+ */
+static char *
+bs_read_line_ex(BeanstalkConn *conn, TimestampTz deadline, const char *what, bool *lost)
+{
+	size_t		scanned = 0;
+
+	*lost = false;
+	for (;;)
+	{
+		char	   *start = conn->rbuf + conn->rstart;
+		size_t		avail = conn->rend - conn->rstart;
+		char	   *nl = avail > scanned ? memchr(start + scanned, '\n', avail - scanned) : NULL;
+
+		if (nl != NULL)
+		{
+			if (nl == start || nl[-1] != '\r')
+				bs_fail(conn, ERRCODE_PROTOCOL_VIOLATION,
+						errmsg("beanstalkd at %s sent a malformed reply to %s", conn->server, what));
+			nl[-1] = '\0';
+			conn->rstart += (nl - start) + 1;
+			return start;
+		}
+		scanned = avail;
+		if (avail > 1024)
+			bs_fail(conn, ERRCODE_PROTOCOL_VIOLATION,
+					errmsg("beanstalkd at %s sent an over-long reply line to %s", conn->server, what));
+		if (!bs_fill(conn, deadline, what))
+		{
+			if (avail == 0)
+			{
+				*lost = true;
+				return NULL;
+			}
+			bs_lost(conn, what);
+		}
+	}
+}
+
+static char *
+bs_read_line(BeanstalkConn *conn, TimestampTz deadline, const char *what)
+{
+	bool		lost;
+	char	   *line = bs_read_line_ex(conn, deadline, what, &lost);
+
+	if (lost)
+		bs_lost(conn, what);
+	return line;
+}
+
+/* Read a data chunk of len bytes and its CRLF; returns a palloc'd copy. */
+static char *
+bs_read_data(BeanstalkConn *conn, size_t len, TimestampTz deadline, const char *what)
+{
+	char	   *data;
+
+	while (conn->rend - conn->rstart < len + 2)
+	{
+		/* make room for the whole chunk at once */
+		if (conn->rcap - conn->rstart < len + 2)
+		{
+			memmove(conn->rbuf, conn->rbuf + conn->rstart, conn->rend - conn->rstart);
+			conn->rend -= conn->rstart;
+			conn->rstart = 0;
+			if (conn->rcap < len + 2)
+			{
+				conn->rcap = len + 2;
+				conn->rbuf = repalloc(conn->rbuf, conn->rcap);
+			}
+		}
+		if (!bs_fill(conn, deadline, what))
+			bs_lost(conn, what);
+	}
+	if (conn->rbuf[conn->rstart + len] != '\r' || conn->rbuf[conn->rstart + len + 1] != '\n')
+		bs_fail(conn, ERRCODE_PROTOCOL_VIOLATION,
+				errmsg("beanstalkd at %s sent a data chunk without CRLF in reply to %s",
+					   conn->server, what));
+	data = palloc(len + 1);
+	memcpy(data, conn->rbuf + conn->rstart, len);
+	data[len] = '\0';
+	conn->rstart += len + 2;
+	return data;
+}
+
+/* Parse an unsigned decimal that must end at 'end' (strictly, no sign). */
+static bool
+parse_u64(const char *s, const char **endp, uint64 *out)
+{
+	char	   *end;
+	uintmax_t	v;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoumax(s, &end, 10);
+	if (errno != 0)
+		return false;
+	*out = (uint64) v;
+	*endp = end;
+	return true;
+}
+
+/* "WORD <n>" with nothing after n */
+static bool
+reply_u64(const char *line, const char *word, uint64 *out)
+{
+	size_t		wl = strlen(word);
+	const char *end;
+
+	if (strncmp(line, word, wl) != 0 || line[wl] != ' ')
+		return false;
+	return parse_u64(line + wl + 1, &end, out) && *end == '\0';
+}
+
+/* "WORD <n> <m>" with nothing after m */
+static bool
+reply_u64_u64(const char *line, const char *word, uint64 *a, uint64 *b)
+{
+	size_t		wl = strlen(word);
+	const char *end;
+
+	if (strncmp(line, word, wl) != 0 || line[wl] != ' ')
+		return false;
+	if (!parse_u64(line + wl + 1, &end, a) || *end != ' ')
+		return false;
+	return parse_u64(end + 1, &end, b) && *end == '\0';
+}
+
+/*
+ * An error reply, or a reply the command does not expect: the connection's
+ * state is unknown, so close it, and report with the most specific SQLSTATE.
+ */
+static void
+pg_attribute_noreturn()
+bs_unexpected(BeanstalkConn *conn, const char *what, const char *line)
+{
+	int			code = ERRCODE_PROTOCOL_VIOLATION;
+	char	   *reply = pstrdup(line);
+
+	for (int i = 0; error_replies[i] != NULL; i++)
+	{
+		if (strcmp(reply, error_replies[i]) != 0)
+			continue;
+		if (strcmp(reply, "OUT_OF_MEMORY") == 0)
+			code = ERRCODE_INSUFFICIENT_RESOURCES;
+		else if (strcmp(reply, "INTERNAL_ERROR") == 0)
+			code = ERRCODE_SYSTEM_ERROR;
+		else if (strcmp(reply, "JOB_TOO_BIG") == 0)
+			code = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+		else if (strcmp(reply, "DRAINING") == 0)
+			code = ERRCODE_CANNOT_CONNECT_NOW;
+		bs_fail(conn, code,
+				errmsg("beanstalkd at %s refused %s: %s", conn->server, what, reply));
+	}
+	bs_fail(conn, ERRCODE_PROTOCOL_VIOLATION,
+			errmsg("unexpected reply from beanstalkd at %s to %s: \"%.64s\"",
+				   conn->server, what, reply));
+}
+
+/*
+ * Send what is queued in wbuf (one request) and read the reply line.  A
+ * connection that an earlier request opened may have been closed by the
+ * server meanwhile (a restart); in that case reconnect once and resend.
+ * 'what' names the command for messages.
+ */
+static char *
+bs_request(BeanstalkConn *conn, const char *what, TimestampTz deadline)
+{
+	char	   *line;
+	bool		lost;
+
+	for (int attempt = 0;; attempt++)
+	{
+		bool		retry = conn->reused && attempt == 0;
+
+		if (bs_send_all(conn))
+		{
+			line = bs_read_line_ex(conn, deadline ? deadline : io_deadline(0), what, &lost);
+			if (!lost)
+			{
+				conn->in_flight = false;
+				return line;
+			}
+		}
+		if (!retry)
+			bs_lost(conn, what);
+
+		/* reconnect, restore the tube in use, resend the same request */
+		{
+			StringInfoData saved;
+			char		tube[BS_MAX_NAME + 1];
+
+			initStringInfo(&saved);
+			appendBinaryStringInfo(&saved, conn->wbuf.data, conn->wbuf.len);
+			strlcpy(tube, conn->used_tube, sizeof(tube));
+			bs_close(conn);
+			bs_connect(conn);
+			if (strcmp(tube, "default") != 0)
+				bs_use(conn, tube);
+			appendBinaryStringInfo(&conn->wbuf, saved.data, saved.len);
+			pfree(saved.data);
+		}
+	}
+}
+
+/* Begin a request: ensure a connection and an empty write buffer. */
+static void
+bs_begin(BeanstalkConn *conn)
+{
+	bs_ensure(conn);
+	if (conn->pending != 0)
+		elog(ERROR, "jobq: beanstalkd request started with %d replies pending",
+			 conn->pending);
+	resetStringInfo(&conn->wbuf);
+}
+
+/* Tube names: 1-200 bytes of A-Za-z0-9-+/;.$_(), not starting with '-' */
+bool
+bs_tube_name_ok(const char *tube)
+{
+	size_t		len = strlen(tube);
+
+	if (len == 0 || len > BS_MAX_NAME || tube[0] == '-')
+		return false;
+	return strspn(tube, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+				  "0123456789-+/;.$_()") == len;
+}
+
+void
+bs_use(BeanstalkConn *conn, const char *tube)
+{
+	char	   *line;
+
+	Assert(bs_tube_name_ok(tube));
+	bs_ensure(conn);
+	if (strcmp(conn->used_tube, tube) == 0)
+		return;
+	bs_begin(conn);
+	appendStringInfo(&conn->wbuf, "use %s\r\n", tube);
+	line = bs_request(conn, "use", 0);
+	if (strncmp(line, "USING ", 6) != 0 || strcmp(line + 6, tube) != 0)
+		bs_unexpected(conn, "use", line);
+	strlcpy(conn->used_tube, tube, sizeof(conn->used_tube));
+}
+
+/* The server's max-job-size, read once per connection from "stats". */
+int64
+bs_max_job_size(BeanstalkConn *conn)
+{
+	bs_ensure(conn);
+	if (conn->max_job_size < 0)
+	{
+		size_t		len;
+		char	   *yaml = bs_stats(conn, "stats", &len);
+		char	   *v = yaml ? bs_yaml_get(yaml, "max-job-size") : NULL;
+		uint64		n;
+		const char *end;
+
+		if (v == NULL || !parse_u64(v, &end, &n) || *end != '\0')
+			bs_fail(conn, ERRCODE_PROTOCOL_VIOLATION,
+					errmsg("beanstalkd at %s did not report max-job-size", conn->server));
+		conn->max_job_size = (int64) n;
+		pfree(yaml);
+	}
+	return conn->max_job_size;
+}
+
+static void
+append_put(StringInfo buf, uint64 pri, uint64 delay, uint64 ttr,
+		   const char *body, size_t len)
+{
+	appendStringInfo(buf, "put " UINT64_FORMAT " " UINT64_FORMAT " " UINT64_FORMAT " %zu\r\n",
+					 pri, delay, ttr, len);
+	appendBinaryStringInfo(buf, body, len);
+	appendBinaryStringInfo(buf, "\r\n", 2);
+}
+
+static BsStatus
+parse_put_reply(BeanstalkConn *conn, const char *line, uint64 *id)
+{
+	if (reply_u64(line, "INSERTED", id))
+		return BS_OK;
+	if (reply_u64(line, "BURIED", id))
+		return BS_BURIED;
+	if (strcmp(line, "JOB_TOO_BIG") == 0)
+		return BS_JOB_TOO_BIG;
+	if (strcmp(line, "DRAINING") == 0)
+		return BS_DRAINING;
+	bs_unexpected(conn, "put", line);
+}
+
+/* put into the tube in use; returns the new job's id */
+uint64
+bs_put(BeanstalkConn *conn, uint64 pri, uint64 delay, uint64 ttr,
+	   const char *body, size_t len)
+{
+	uint64		id = 0;
+	char	   *line;
+
+	bs_begin(conn);
+	append_put(&conn->wbuf, pri, delay, ttr, body, len);
+	line = bs_request(conn, "put", 0);
+	switch (parse_put_reply(conn, line, &id))
+	{
+		case BS_OK:
+			return id;
+		case BS_BURIED:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("beanstalkd at %s is out of memory and buried job " UINT64_FORMAT,
+							conn->server, id)));
+			break;
+		case BS_JOB_TOO_BIG:
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("job body of %zu bytes is too big for beanstalkd at %s", len, conn->server),
+					 errhint("Raise beanstalkd's -z limit or send smaller kwargs.")));
+			break;
+		case BS_DRAINING:
+			ereport(ERROR,
+					(errcode(ERRCODE_CANNOT_CONNECT_NOW),
+					 errmsg("beanstalkd at %s is draining and accepts no new jobs", conn->server)));
+			break;
+		default:
+			break;
+	}
+	pg_unreachable();
+}
+
+/*
+ * Pipelining: bs_queue_* append requests to wbuf, bs_flush sends them in one
+ * write, and bs_read_*_reply consume the replies in order.
+ */
+void
+bs_pipeline_begin(BeanstalkConn *conn)
+{
+	bs_ensure(conn);
+	if (conn->pending != 0)
+		elog(ERROR, "jobq: beanstalkd pipeline started with %d replies pending",
+			 conn->pending);
+	resetStringInfo(&conn->wbuf);
+}
+
+void
+bs_queue_use(BeanstalkConn *conn, const char *tube)
+{
+	appendStringInfo(&conn->wbuf, "use %s\r\n", tube);
+	strlcpy(conn->used_tube, tube, sizeof(conn->used_tube));
+	conn->pending++;
+}
+
+void
+bs_queue_put(BeanstalkConn *conn, uint64 pri, uint64 delay, uint64 ttr,
+			 const char *body, size_t len)
+{
+	append_put(&conn->wbuf, pri, delay, ttr, body, len);
+	conn->pending++;
+}
+
+void
+bs_flush(BeanstalkConn *conn)
+{
+	if (!bs_send_all(conn))
+		bs_lost(conn, "pipelined puts");
+}
+
+static char *
+bs_read_pending(BeanstalkConn *conn, const char *what)
+{
+	char	   *line;
+
+	if (conn->pending <= 0)
+		elog(ERROR, "jobq: no beanstalkd reply pending");
+	line = bs_read_line(conn, io_deadline(0), what);
+	if (--conn->pending == 0 && conn->rstart == conn->rend)
+		conn->in_flight = false;
+	return line;
+}
+
+void
+bs_read_use_reply(BeanstalkConn *conn)
+{
+	char	   *line = bs_read_pending(conn, "use");
+
+	if (strncmp(line, "USING ", 6) != 0)
+		bs_unexpected(conn, "use", line);
+}
+
+BsStatus
+bs_read_put_reply(BeanstalkConn *conn, uint64 *id)
+{
+	return parse_put_reply(conn, bs_read_pending(conn, "put"), id);
+}
+
+/*
+ * Consume the replies to touches that a signal handler sent (see
+ * bs_send_raw_touch).  TOUCHED and NOT_FOUND are both fine: the job may
+ * have been released by the server meanwhile.
+ */
+void
+bs_drain_pending(BeanstalkConn *conn)
+{
+	while (conn->pending > 0)
+	{
+		char	   *line = bs_read_pending(conn, "touch");
+
+		if (strcmp(line, "TOUCHED") != 0 && strcmp(line, "NOT_FOUND") != 0)
+			bs_unexpected(conn, "touch", line);
+	}
+}
+
+/* watch / ignore: return the number of tubes now watched */
+static int
+watch_or_ignore(BeanstalkConn *conn, const char *cmd, const char *tube)
+{
+	char	   *line;
+	uint64		n;
+
+	bs_begin(conn);
+	appendStringInfo(&conn->wbuf, "%s %s\r\n", cmd, tube);
+	line = bs_request(conn, cmd, 0);
+	if (strcmp(line, "NOT_IGNORED") == 0)
+		return -1;
+	if (!reply_u64(line, "WATCHING", &n))
+		bs_unexpected(conn, cmd, line);
+	return (int) n;
+}
+
+int
+bs_watch(BeanstalkConn *conn, const char *tube)
+{
+	return watch_or_ignore(conn, "watch", tube);
+}
+
+/* returns -1 if the tube is the last one watched (NOT_IGNORED) */
+int
+bs_ignore(BeanstalkConn *conn, const char *tube)
+{
+	return watch_or_ignore(conn, "ignore", tube);
+}
+
+/* Read the "<id> <bytes>\r\n<data>\r\n" part of RESERVED and FOUND. */
+static bool
+read_job_reply(BeanstalkConn *conn, const char *line, const char *word,
+			   TimestampTz deadline, const char *what, BsJob *job)
+{
+	uint64		id;
+	uint64		bytes;
+
+	if (!reply_u64_u64(line, word, &id, &bytes))
+		return false;
+	if (bytes > (uint64) MaxAllocSize - 3)
+		bs_fail(conn, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+				errmsg("job " UINT64_FORMAT " from beanstalkd at %s is too large (" UINT64_FORMAT " bytes)",
+					   id, conn->server, bytes));
+	job->id = id;
+	job->len = bytes;
+	job->body = bs_read_data(conn, bytes, deadline, what);
+	return true;
+}
+
+BsStatus
+bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job)
+{
+	char	   *line;
+	TimestampTz deadline = io_deadline(timeout_s * 1000);
+
+	bs_begin(conn);
+	appendStringInfo(&conn->wbuf, "reserve-with-timeout %d\r\n", timeout_s);
+	line = bs_request(conn, "reserve", deadline);
+	if (strcmp(line, "TIMED_OUT") == 0)
+		return BS_TIMED_OUT;
+	if (strcmp(line, "DEADLINE_SOON") == 0)
+		return BS_DEADLINE_SOON;
+	conn->in_flight = true;
+	if (!read_job_reply(conn, line, "RESERVED", deadline, "reserve", job))
+		bs_unexpected(conn, "reserve", line);
+	conn->in_flight = false;
+	return BS_OK;
+}
+
+/* A command "<cmd> <id>[ args]" whose answers are 'ok' or NOT_FOUND. */
+static BsStatus
+id_command(BeanstalkConn *conn, const char *cmd, const char *ok, const char *fmt_args,
+		   uint64 id, uint64 a, uint64 b)
+{
+	char	   *line;
+
+	bs_begin(conn);
+	appendStringInfo(&conn->wbuf, "%s " UINT64_FORMAT, cmd, id);
+	if (fmt_args != NULL)
+		appendStringInfo(&conn->wbuf, fmt_args, a, b);
+	appendBinaryStringInfo(&conn->wbuf, "\r\n", 2);
+	line = bs_request(conn, cmd, 0);
+	if (strcmp(line, ok) == 0)
+		return BS_OK;
+	if (strcmp(line, "NOT_FOUND") == 0)
+		return BS_NOT_FOUND;
+	if (strcmp(line, "BURIED") == 0 && strcmp(cmd, "release") == 0)
+		return BS_BURIED;
+	bs_unexpected(conn, cmd, line);
+}
+
+bool
+bs_delete(BeanstalkConn *conn, uint64 id)
+{
+	return id_command(conn, "delete", "DELETED", NULL, id, 0, 0) == BS_OK;
+}
+
+BsStatus
+bs_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay)
+{
+	return id_command(conn, "release", "RELEASED",
+					  " " UINT64_FORMAT " " UINT64_FORMAT, id, pri, delay);
+}
+
+bool
+bs_bury(BeanstalkConn *conn, uint64 id, uint64 pri)
+{
+	return id_command(conn, "bury", "BURIED", " " UINT64_FORMAT, id, pri, 0) == BS_OK;
+}
+
+bool
+bs_touch(BeanstalkConn *conn, uint64 id)
+{
+	return id_command(conn, "touch", "TOUCHED", NULL, id, 0, 0) == BS_OK;
+}
+
+bool
+bs_kick_job(BeanstalkConn *conn, uint64 id)
+{
+	return id_command(conn, "kick-job", "KICKED", NULL, id, 0, 0) == BS_OK;
+}
+
+/* kick up to 'bound' jobs in the tube in use; returns how many were kicked */
+uint64
+bs_kick(BeanstalkConn *conn, uint64 bound)
+{
+	char	   *line;
+	uint64		n;
+
+	bs_begin(conn);
+	appendStringInfo(&conn->wbuf, "kick " UINT64_FORMAT "\r\n", bound);
+	line = bs_request(conn, "kick", 0);
+	if (!reply_u64(line, "KICKED", &n))
+		bs_unexpected(conn, "kick", line);
+	return n;
+}
+
+/* cmd is a full command line without CRLF: "peek 5", "peek-ready", ... */
+bool
+bs_peek(BeanstalkConn *conn, const char *cmd, BsJob *job)
+{
+	char	   *line;
+	TimestampTz deadline = io_deadline(0);
+
+	bs_begin(conn);
+	appendStringInfo(&conn->wbuf, "%s\r\n", cmd);
+	line = bs_request(conn, "peek", deadline);
+	if (strcmp(line, "NOT_FOUND") == 0)
+		return false;
+	conn->in_flight = true;
+	if (!read_job_reply(conn, line, "FOUND", deadline, "peek", job))
+		bs_unexpected(conn, "peek", line);
+	conn->in_flight = false;
+	return true;
+}
+
+/*
+ * cmd is a full command line without CRLF ("stats", "stats-tube x",
+ * "stats-job 5", "list-tubes").  Returns the YAML, or NULL on NOT_FOUND.
+ */
+char *
+bs_stats(BeanstalkConn *conn, const char *cmd, size_t *len)
+{
+	char	   *line;
+	uint64		bytes;
+	char	   *data;
+	TimestampTz deadline = io_deadline(0);
+
+	bs_begin(conn);
+	appendStringInfo(&conn->wbuf, "%s\r\n", cmd);
+	line = bs_request(conn, "stats", deadline);
+	if (strcmp(line, "NOT_FOUND") == 0)
+		return NULL;
+	if (!reply_u64(line, "OK", &bytes) || bytes > (uint64) MaxAllocSize - 3)
+		bs_unexpected(conn, "stats", line);
+	conn->in_flight = true;
+	data = bs_read_data(conn, bytes, deadline, "stats");
+	conn->in_flight = false;
+	*len = bytes;
+	return data;
+}
+
+bool
+bs_pause_tube(BeanstalkConn *conn, const char *tube, uint64 delay)
+{
+	char	   *line;
+
+	bs_begin(conn);
+	appendStringInfo(&conn->wbuf, "pause-tube %s " UINT64_FORMAT "\r\n", tube, delay);
+	line = bs_request(conn, "pause-tube", 0);
+	if (strcmp(line, "PAUSED") == 0)
+		return true;
+	if (strcmp(line, "NOT_FOUND") == 0)
+		return false;
+	bs_unexpected(conn, "pause-tube", line);
+}
+
+/*
+ * Write a touch command from a signal handler (timeout.c's handlers run in
+ * one).  Only write(2) is used; the reply is consumed by the main code
+ * through conn->pending once the handler has finished.
+ */
+void
+bs_send_raw_touch(BeanstalkConn *conn, const char *cmd, size_t len)
+{
+	int			save_errno = errno;
+
+	if (conn->fd != PGINVALID_SOCKET &&
+		send(conn->fd, cmd, len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t) len)
+		conn->pending++;
+	errno = save_errno;
+}
+
+/*
+ * The value of "key" in a stats YAML document ("---\nkey: value\n..."), as a
+ * palloc'd string, or NULL.
+ */
+char *
+bs_yaml_get(const char *yaml, const char *key)
+{
+	size_t		kl = strlen(key);
+	const char *p = yaml;
+
+	while (p != NULL && *p != '\0')
+	{
+		if (strncmp(p, key, kl) == 0 && p[kl] == ':' && p[kl + 1] == ' ')
+		{
+			const char *v = p + kl + 2;
+			const char *e = strchr(v, '\n');
+
+			return pnstrdup(v, e ? e - v : strlen(v));
+		}
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return NULL;
+}
+
+/* The backend's persistent connection, created on first use. */
+BeanstalkConn *
+bs_backend_conn(void)
+{
+	if (backend_conn == NULL)
+	{
+		BeanstalkConn *conn = MemoryContextAllocZero(TopMemoryContext, sizeof(BeanstalkConn));
+
+		bs_init(conn, jobq_servers, TopMemoryContext);
+		backend_conn = conn;
+	}
+	return backend_conn;
+}

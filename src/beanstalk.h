@@ -1,0 +1,111 @@
+/*
+ * beanstalk.h
+ *		A beanstalkd protocol client that waits the PostgreSQL way.
+ *
+ * Every wait goes through a WaitEventSet on the process latch, so query
+ * cancel, statement_timeout, SIGTERM and postmaster death interrupt it.  A
+ * request that is interrupted or gets an unexpected reply leaves the
+ * connection in an unknown state; it is closed and the next request opens a
+ * new one.  Errors are reported with ereport(ERROR) and a specific SQLSTATE.
+ */
+#ifndef JOBQ_BEANSTALK_H
+#define JOBQ_BEANSTALK_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "storage/latch.h"
+
+/* limits of the protocol */
+#define BS_MAX_NAME			200		/* tube name, bytes */
+#define BS_MAX_UINT32		UINT64CONST(4294967295)
+
+typedef struct BeanstalkConn
+{
+	MemoryContext mcxt;			/* owns buffers; lives as long as the conn */
+	char		server[256];	/* "host:port", for messages */
+	char		host[256];
+	char		port[16];
+	pgsocket	fd;
+	WaitEventSet *wes;			/* latch, postmaster death, socket */
+	bool		in_flight;		/* sent a request whose reply was not consumed */
+	bool		reused;			/* opened by an earlier request */
+	char	   *rbuf;			/* bytes received, not yet consumed */
+	size_t		rstart;
+	size_t		rend;
+	size_t		rcap;
+	StringInfoData wbuf;		/* requests not yet sent (pipelining) */
+	int			pending;		/* replies expected for requests in wbuf/sent */
+	char		used_tube[BS_MAX_NAME + 1];
+	int64		max_job_size;	/* from "stats", -1 until read */
+} BeanstalkConn;
+
+/* outcomes that callers handle themselves; everything else is an ERROR */
+typedef enum BsStatus
+{
+	BS_OK,
+	BS_NOT_FOUND,
+	BS_TIMED_OUT,
+	BS_DEADLINE_SOON,
+	BS_BURIED,					/* put or release: server out of memory */
+	BS_JOB_TOO_BIG,
+	BS_DRAINING
+} BsStatus;
+
+/* a job as returned by reserve and peek; body is palloc'd and NUL-terminated */
+typedef struct BsJob
+{
+	uint64		id;
+	char	   *body;
+	size_t		len;
+} BsJob;
+
+extern void bs_check_server(const char *server, char *host, size_t hostlen,
+							char *port, size_t portlen, char **detail);
+extern void bs_init(BeanstalkConn *conn, const char *server, MemoryContext mcxt);
+extern void bs_close(BeanstalkConn *conn);
+extern void bs_set_server(BeanstalkConn *conn, const char *server);
+extern bool bs_connected(BeanstalkConn *conn);
+
+/* producers */
+extern void bs_use(BeanstalkConn *conn, const char *tube);
+extern int64 bs_max_job_size(BeanstalkConn *conn);
+extern uint64 bs_put(BeanstalkConn *conn, uint64 pri, uint64 delay, uint64 ttr,
+					 const char *body, size_t len);
+
+extern bool bs_tube_name_ok(const char *tube);
+
+/* pipelined puts: begin, queue several, flush once, read each reply in order */
+extern void bs_pipeline_begin(BeanstalkConn *conn);
+extern void bs_queue_use(BeanstalkConn *conn, const char *tube);
+extern void bs_queue_put(BeanstalkConn *conn, uint64 pri, uint64 delay,
+						 uint64 ttr, const char *body, size_t len);
+extern void bs_flush(BeanstalkConn *conn);
+extern void bs_read_use_reply(BeanstalkConn *conn);
+extern BsStatus bs_read_put_reply(BeanstalkConn *conn, uint64 *id);
+
+/* consumers */
+extern int	bs_watch(BeanstalkConn *conn, const char *tube);
+extern int	bs_ignore(BeanstalkConn *conn, const char *tube);
+extern BsStatus bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job);
+extern bool bs_delete(BeanstalkConn *conn, uint64 id);
+extern BsStatus bs_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay);
+extern bool bs_bury(BeanstalkConn *conn, uint64 id, uint64 pri);
+extern bool bs_touch(BeanstalkConn *conn, uint64 id);
+extern void bs_send_raw_touch(BeanstalkConn *conn, const char *cmd, size_t len);
+extern void bs_drain_pending(BeanstalkConn *conn);
+
+/* administration */
+extern uint64 bs_kick(BeanstalkConn *conn, uint64 bound);
+extern bool bs_kick_job(BeanstalkConn *conn, uint64 id);
+extern bool bs_peek(BeanstalkConn *conn, const char *cmd, BsJob *job);
+extern char *bs_stats(BeanstalkConn *conn, const char *cmd, size_t *len);
+extern bool bs_pause_tube(BeanstalkConn *conn, const char *tube, uint64 delay);
+
+/* the per-backend connection used by SQL functions */
+extern BeanstalkConn *bs_backend_conn(void);
+
+/* YAML produced by stats commands: "key: value" lines */
+extern char *bs_yaml_get(const char *yaml, const char *key);
+
+#endif							/* JOBQ_BEANSTALK_H */

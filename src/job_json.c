@@ -1,0 +1,105 @@
+/*
+ * job_json.c
+ *		The jansson side of decoding a job body: strict parsing (duplicate
+ *		keys, UTF-8, nesting) and the checks of func_name, tube and id.
+ *
+ * Kept apart from job.c because jansson's json_* names collide with
+ * PostgreSQL's fmgr prototypes of the same names.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <jansson.h>
+
+#include "beanstalk.h"
+#include "job.h"
+
+static bool
+parse_uuid(const char *s, pg_uuid_t *out)
+{
+	int			i = 0;
+
+	for (const char *p = s; *p != '\0'; p++)
+	{
+		int			hi;
+		int			lo;
+
+		if (*p == '-' && (i == 4 || i == 6 || i == 8 || i == 10) && p[1] != '-')
+			continue;
+		if (i >= UUID_LEN || !isxdigit((unsigned char) p[0]) || !isxdigit((unsigned char) p[1]))
+			return false;
+		hi = isdigit((unsigned char) p[0]) ? p[0] - '0' : (tolower((unsigned char) p[0]) - 'a' + 10);
+		lo = isdigit((unsigned char) p[1]) ? p[1] - '0' : (tolower((unsigned char) p[1]) - 'a' + 10);
+		out->data[i++] = (hi << 4) | lo;
+		p++;
+	}
+	return i == UUID_LEN;
+}
+
+/*
+ * Check a body with jansson and fill func_name, tube and id of *job.  On a
+ * defect return false with *error set (palloc'd).  jansson allocates with
+ * malloc: the tree is freed on every path, errors included.
+ */
+bool
+job_json_check(const char *body, size_t len, JobBody *job, char **error)
+{
+	json_error_t jerr;
+	json_t	   *root;
+	json_t	   *v;
+	volatile bool ok = false;
+
+	*error = NULL;
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL)
+	{
+		*error = psprintf("body is not valid JSON: %s (at byte %d)", jerr.text, jerr.position);
+		return false;
+	}
+
+	PG_TRY();
+	{
+		if (!json_is_object(root))
+			*error = pstrdup("body is not a JSON object");
+		else if (!json_is_string(v = json_object_get(root, "func_name")))
+			*error = pstrdup("body has no string \"func_name\"");
+		else if (json_string_length(v) == 0 || json_string_length(v) > JOB_MAX_FUNC_NAME ||
+				 strlen(json_string_value(v)) != json_string_length(v))
+			*error = pstrdup("body has an invalid \"func_name\"");
+		else
+		{
+			job->func_name = pstrdup(json_string_value(v));
+			v = json_object_get(root, "tube");
+			if (!json_is_string(v))
+				*error = pstrdup("body has no string \"tube\"");
+			else if (!bs_tube_name_ok(json_string_value(v)))
+				*error = pstrdup("body has an invalid \"tube\"");
+			else
+			{
+				job->tube = pstrdup(json_string_value(v));
+				v = json_object_get(root, "kwargs");
+				if (v != NULL && !json_is_object(v))
+					*error = pstrdup("body has a \"kwargs\" that is not an object");
+				else
+				{
+					json_t	   *idv = json_object_get(root, "id");
+
+					if (idv != NULL && !json_is_null(idv))
+					{
+						if (!json_is_string(idv) || !parse_uuid(json_string_value(idv), &job->id))
+							*error = pstrdup("body has an \"id\" that is not a uuid");
+						else
+							job->has_id = true;
+					}
+					ok = (*error == NULL);
+				}
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		json_decref(root);
+	}
+	PG_END_TRY();
+	return ok;
+}

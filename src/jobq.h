@@ -1,0 +1,35 @@
+/*
+ * jobq.h
+ *		Settings and entry points shared by jobq's modules.
+ *
+ * Each module owns its GUCs and defines them in its own ...Init() function,
+ * called from _PG_init; the variables are declared here so that the other
+ * modules can read them.
+ */
+#ifndef JOBQ_H
+#define JOBQ_H
+
+#include "postgres.h"
+
+/* beanstalk.c: where the server is and how long to wait for it */
+extern char *jobq_servers;
+extern int	jobq_connect_timeout;	/* ms */
+extern int	jobq_io_timeout;		/* ms */
+
+/* put.c: defaults for jobs whose caller passes NULL */
+extern int	jobq_default_priority;
+extern int	jobq_default_delay;		/* s */
+extern int	jobq_default_ttr;		/* s */
+
+/* launcher.c / worker.c / relay.c */
+extern char *jobq_database;
+extern int	jobq_workers;
+extern bool jobq_touch_jobs;
+extern int	jobq_done_retention;	/* s */
+
+extern void beanstalk_init_gucs(void);
+extern void put_init_gucs(void);
+extern void launcher_init_gucs(void);
+extern void launcher_register(void);
+
+#endif							/* JOBQ_H */

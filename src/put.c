@@ -1,0 +1,202 @@
+/*
+ * put.c
+ *		jobq_put_now: send a job to beanstalkd at once, outside any
+ *		transaction, over the backend's persistent connection; and the
+ *		argument checks it shares with jobq_put and the enqueue trigger.
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "beanstalk.h"
+#include "jobq.h"
+#include "job.h"
+#include "put.h"
+
+int			jobq_default_priority = 1024;
+int			jobq_default_delay = 0;
+int			jobq_default_ttr = 60;
+
+PG_FUNCTION_INFO_V1(jobq_put_now);
+
+void
+put_init_gucs(void)
+{
+	DefineCustomIntVariable("jobq.default_priority",
+							"Priority of jobs whose priority is not given.",
+							"0 is the most urgent.",
+							&jobq_default_priority,
+							1024, 0, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("jobq.default_delay",
+							"Delay of jobs whose delay is not given.",
+							NULL,
+							&jobq_default_delay,
+							0, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("jobq.default_ttr",
+							"Time to run of jobs whose ttr is not given.",
+							NULL,
+							&jobq_default_ttr,
+							60, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
+}
+
+/*
+ * Arguments (tube, func_name, kwargs, priority, delay, ttr), checked; NULL
+ * options mean the jobq.default_* settings.
+ */
+void
+put_spec_from_args(FunctionCallInfo fcinfo, JobSpec *spec)
+{
+	spec->tube = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	spec->func_name = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	spec->kwargs = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	job_check_tube(spec->tube);
+	job_check_func_name(spec->func_name);
+	job_check_kwargs(spec->kwargs);
+	spec->priority = job_priority_arg(PG_ARGISNULL(3),
+									  PG_ARGISNULL(3) ? jobq_default_priority : PG_GETARG_INT64(3));
+	spec->delay = job_seconds_arg(PG_ARGISNULL(4), PG_ARGISNULL(4) ? NULL : PG_GETARG_INTERVAL_P(4),
+								  "delay", 0, jobq_default_delay);
+	spec->ttr = job_seconds_arg(PG_ARGISNULL(5), PG_ARGISNULL(5) ? NULL : PG_GETARG_INTERVAL_P(5),
+								"ttr", 1, jobq_default_ttr);
+}
+
+static Interval *
+options_interval(Jsonb *options, const char *key, bool *found)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&options->root, JB_FOBJECT, &k);
+	*found = (v != NULL && v->type != jbvNull);
+	if (!*found)
+		return NULL;
+	if (v->type == jbvNumeric)
+	{
+		char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,
+															NumericGetDatum(v->val.numeric)));
+
+		return DatumGetIntervalP(DirectFunctionCall3(interval_in,
+													 CStringGetDatum(psprintf("%s s", s)),
+													 ObjectIdGetDatum(InvalidOid),
+													 Int32GetDatum(-1)));
+	}
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be an interval or a number of seconds", key)));
+	return DatumGetIntervalP(DirectFunctionCall3(interval_in,
+												 CStringGetDatum(pnstrdup(v->val.string.val,
+																		  v->val.string.len)),
+												 ObjectIdGetDatum(InvalidOid),
+												 Int32GetDatum(-1)));
+}
+
+/*
+ * Options given as a JSON object {"priority": n, "delay": "5 s", "ttr": 30};
+ * unknown keys are an error so that a typo does not go unnoticed.
+ */
+void
+put_spec_from_options(JobSpec *spec, Jsonb *options)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		found;
+	Interval   *iv;
+
+	spec->priority = (uint64) jobq_default_priority;
+	spec->delay = (uint64) jobq_default_delay;
+	spec->ttr = (uint64) jobq_default_ttr;
+	if (options == NULL)
+		return;
+	if (!JB_ROOT_IS_OBJECT(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options must be a JSON object")));
+
+	it = JsonbIteratorInit(&options->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
+
+			if (strcmp(key, "priority") != 0 && strcmp(key, "delay") != 0 &&
+				strcmp(key, "ttr") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unknown option \"%s\"", key),
+						 errhint("The options are \"priority\", \"delay\" and \"ttr\".")));
+		}
+	}
+
+	{
+		JsonbValue	k;
+		JsonbValue *p;
+
+		k.type = jbvString;
+		k.val.string.val = "priority";
+		k.val.string.len = 8;
+		p = findJsonbValueFromContainer(&options->root, JB_FOBJECT, &k);
+		if (p != NULL && p->type != jbvNull)
+		{
+			if (p->type != jbvNumeric)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"priority\" must be a number")));
+			spec->priority = job_priority_arg(false,
+											  DatumGetInt64(DirectFunctionCall1(numeric_int8,
+																				NumericGetDatum(p->val.numeric))));
+		}
+	}
+	iv = options_interval(options, "delay", &found);
+	if (found)
+		spec->delay = job_seconds_arg(false, iv, "delay", 0, 0);
+	iv = options_interval(options, "ttr", &found);
+	if (found)
+		spec->ttr = job_seconds_arg(false, iv, "ttr", 1, 0);
+}
+
+/*
+ * jobq_put_now(tube, func_name, kwargs, priority, delay, ttr) -> bigint
+ *
+ * Not transactional: the job is in beanstalkd when this returns, whatever
+ * the calling transaction does next.  Returns beanstalkd's job id.
+ */
+Datum
+jobq_put_now(PG_FUNCTION_ARGS)
+{
+	JobSpec		spec;
+	pg_uuid_t	id;
+	char	   *body;
+	size_t		len;
+	BeanstalkConn *conn;
+	int64		max;
+
+	put_spec_from_args(fcinfo, &spec);
+	job_new_uuid(&id);
+	body = job_encode(&spec, &id, &len);
+
+	conn = bs_backend_conn();
+	max = bs_max_job_size(conn);
+	if ((int64) len > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("job body of %zu bytes exceeds the max-job-size of %lld bytes of beanstalkd at %s",
+						len, (long long) max, conn->server),
+				 errhint("Send smaller kwargs, or raise beanstalkd's -z limit.")));
+	bs_use(conn, spec.tube);
+	PG_RETURN_INT64((int64) bs_put(conn, spec.priority, spec.delay, spec.ttr, body, len));
+}

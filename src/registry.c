@@ -1,0 +1,382 @@
+/*
+ * registry.c
+ *		The handler registry, jobq.handlers, and putting failed jobs back.
+ *
+ * The registry answers the one question a job body may ask: which function
+ * runs jobs named (tube, func_name), as which role.  Nobody can make a job
+ * run anything that was not registered here, and nobody can register a
+ * handler that runs as a role they could not act as themselves.
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "beanstalk.h"
+#include "job.h"
+#include "jobq.h"
+#include "outbox.h"
+#include "schema.h"
+
+PG_FUNCTION_INFO_V1(jobq_register);
+PG_FUNCTION_INFO_V1(jobq_register_c);
+PG_FUNCTION_INFO_V1(jobq_unregister);
+PG_FUNCTION_INFO_V1(jobq_retry_failed);
+PG_FUNCTION_INFO_V1(jobq_retry_failed_tube);
+
+/* the options that both register functions take, from argument 'first' on */
+typedef struct HandlerOptions
+{
+	Oid			run_as;
+	int32		max_attempts;
+	Interval   *backoff;
+	Interval   *timeout;		/* NULL: the job's ttr bounds it */
+} HandlerOptions;
+
+static int64
+interval_usecs(const Interval *iv)
+{
+	return iv->time + (iv->day + (int64) iv->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+}
+
+static void
+handler_options(FunctionCallInfo fcinfo, int first, HandlerOptions *opt)
+{
+	Oid			caller = GetUserId();
+
+	opt->run_as = PG_ARGISNULL(first) ? caller : PG_GETARG_OID(first);
+	opt->max_attempts = PG_ARGISNULL(first + 1) ? 3 : PG_GETARG_INT32(first + 1);
+	opt->backoff = PG_ARGISNULL(first + 2) ? NULL : PG_GETARG_INTERVAL_P(first + 2);
+	opt->timeout = PG_ARGISNULL(first + 3) ? NULL : PG_GETARG_INTERVAL_P(first + 3);
+
+	if (opt->max_attempts < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_attempts must be at least 1")));
+	if (opt->backoff != NULL && interval_usecs(opt->backoff) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("backoff must not be negative")));
+	if (opt->timeout != NULL && interval_usecs(opt->timeout) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must be positive")));
+	if (opt->run_as != caller && !is_member_of_role(caller, opt->run_as))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be a member of role \"%s\" to register a handler that runs as it",
+						GetUserNameFromId(opt->run_as, false))));
+}
+
+/*
+ * The role the current registration of (tube, func_name) runs as, or
+ * InvalidOid.  A registration may only be replaced or removed by someone who
+ * could have made it.
+ */
+static void
+check_may_replace(const char *tube, const char *func_name)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	int			rc;
+
+	values[0] = CStringGetTextDatum(tube);
+	values[1] = CStringGetTextDatum(func_name);
+	rc = SPI_execute_with_args("SELECT run_as::oid FROM jobq.handlers WHERE tube = $1 AND func_name = $2",
+							   2, types, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "jobq: registry lookup failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Oid			owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!is_member_of_role(GetUserId(), owner))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("handler for func_name \"%s\" on tube \"%s\" belongs to role \"%s\"",
+							func_name, tube, GetUserNameFromId(owner, true)),
+					 errhint("Only members of that role can replace or remove it.")));
+	}
+}
+
+static void
+upsert_handler(const char *tube, const char *func_name, Oid handler,
+			   const char *library, const char *symbol, HandlerOptions *opt)
+{
+	Oid			types[9] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, OIDOID,
+	INT4OID, INTERVALOID, INTERVALOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			caller = GetUserId();
+	OwnerContext owner;
+	int			rc;
+
+	values[0] = CStringGetTextDatum(tube);
+	values[1] = CStringGetTextDatum(func_name);
+	values[2] = ObjectIdGetDatum(handler);
+	nulls[2] = OidIsValid(handler) ? ' ' : 'n';
+	values[3] = library ? CStringGetTextDatum(library) : (Datum) 0;
+	nulls[3] = library ? ' ' : 'n';
+	values[4] = symbol ? CStringGetTextDatum(symbol) : (Datum) 0;
+	nulls[4] = symbol ? ' ' : 'n';
+	values[5] = ObjectIdGetDatum(opt->run_as);
+	values[6] = Int32GetDatum(opt->max_attempts);
+	values[7] = opt->backoff ? IntervalPGetDatum(opt->backoff) : (Datum) 0;
+	nulls[7] = opt->backoff ? ' ' : 'n';
+	values[8] = opt->timeout ? IntervalPGetDatum(opt->timeout) : (Datum) 0;
+	nulls[8] = opt->timeout ? ' ' : 'n';
+
+	SPI_connect();
+	schema_become_owner(&owner);
+	check_may_replace(tube, func_name);
+	rc = SPI_execute_with_args(psprintf("INSERT INTO jobq.handlers AS h "
+										"(tube, func_name, handler, library, symbol, run_as, "
+										" max_attempts, backoff, timeout, registered_by) "
+										"VALUES ($1, $2, $3::regprocedure, $4, $5, $6::regrole, $7, "
+										"        coalesce($8, '1 s'), $9, %u::oid::regrole) "
+										"ON CONFLICT (tube, func_name) DO UPDATE SET "
+										" handler = excluded.handler, library = excluded.library, "
+										" symbol = excluded.symbol, run_as = excluded.run_as, "
+										" max_attempts = excluded.max_attempts, backoff = excluded.backoff, "
+										" timeout = excluded.timeout, registered_by = excluded.registered_by, "
+										" registered_at = now()", caller),
+							   9, types, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "jobq: registry insert failed: %s", SPI_result_code_string(rc));
+	schema_restore_user(&owner);
+	SPI_finish();
+}
+
+static char *
+name_arg(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+/*
+ * The function called func_name on the search_path, which must be the only
+ * one of that name.
+ */
+static Oid
+resolve_handler(const char *func_name)
+{
+	List	   *names = stringToQualifiedNameList(func_name);
+	FuncCandidateList cands = FuncnameGetCandidates(names, -1, NIL, false, false, false, true);
+	StringInfoData list;
+	int			n = 0;
+
+	initStringInfo(&list);
+	for (FuncCandidateList c = cands; c != NULL; c = c->next)
+	{
+		appendStringInfo(&list, "%s%s", n > 0 ? ", " : "", format_procedure(c->oid));
+		n++;
+	}
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function \"%s\" does not exist", func_name),
+				 errhint("Create the function, or pass the handler explicitly as 'name(argtypes)'::regprocedure.")));
+	if (n > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_AMBIGUOUS_FUNCTION),
+				 errmsg("function name \"%s\" is ambiguous", func_name),
+				 errdetail("Candidates: %s.", list.data),
+				 errhint("Pass the handler explicitly as 'name(argtypes)'::regprocedure.")));
+	return cands->oid;
+}
+
+/*
+ * jobq_register(tube, func_name, handler regprocedure, run_as regrole,
+ *				 max_attempts, backoff, timeout)
+ */
+Datum
+jobq_register(PG_FUNCTION_ARGS)
+{
+	char	   *tube = name_arg(fcinfo, 0, "tube");
+	char	   *func_name = name_arg(fcinfo, 1, "func_name");
+	Oid			handler;
+	HandlerOptions opt;
+
+	job_check_tube(tube);
+	job_check_func_name(func_name);
+	handler_options(fcinfo, 3, &opt);
+	handler = PG_ARGISNULL(2) ? resolve_handler(func_name) : PG_GETARG_OID(2);
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(handler)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with OID %u does not exist", handler)));
+	if (pg_proc_aclcheck(handler, opt.run_as, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not execute function %s",
+						GetUserNameFromId(opt.run_as, false), format_procedure(handler))));
+	upsert_handler(tube, func_name, handler, NULL, NULL, &opt);
+	PG_RETURN_VOID();
+}
+
+/*
+ * jobq_register_c(tube, func_name, library, symbol, run_as, max_attempts,
+ *				   backoff, timeout): a C function that is not declared in SQL.
+ */
+Datum
+jobq_register_c(PG_FUNCTION_ARGS)
+{
+	char	   *tube = name_arg(fcinfo, 0, "tube");
+	char	   *func_name = name_arg(fcinfo, 1, "func_name");
+	char	   *library = name_arg(fcinfo, 2, "library");
+	char	   *symbol = name_arg(fcinfo, 3, "symbol");
+	HandlerOptions opt;
+
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only superusers may register C handlers")));
+	job_check_tube(tube);
+	job_check_func_name(func_name);
+	handler_options(fcinfo, 4, &opt);
+	/* fails with the dynamic loader's message if the symbol is not there */
+	(void) load_external_function(library, symbol, true, NULL);
+	upsert_handler(tube, func_name, InvalidOid, library, symbol, &opt);
+	PG_RETURN_VOID();
+}
+
+/* jobq_unregister(tube, func_name) -> whether there was such a handler */
+Datum
+jobq_unregister(PG_FUNCTION_ARGS)
+{
+	char	   *tube = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *func_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	OwnerContext owner;
+	int			rc;
+	bool		found;
+
+	values[0] = CStringGetTextDatum(tube);
+	values[1] = CStringGetTextDatum(func_name);
+	SPI_connect();
+	schema_become_owner(&owner);
+	check_may_replace(tube, func_name);
+	rc = SPI_execute_with_args("DELETE FROM jobq.handlers WHERE tube = $1 AND func_name = $2",
+							   2, types, values, NULL, false, 0);
+	if (rc != SPI_OK_DELETE)
+		elog(ERROR, "jobq: registry delete failed: %s", SPI_result_code_string(rc));
+	found = SPI_processed > 0;
+	schema_restore_user(&owner);
+	SPI_finish();
+	PG_RETURN_BOOL(found);
+}
+
+/*
+ * Put the failure in row 'row' of tt back into its tube through
+ * the outbox (so it happens only if the caller commits), keeping its job id.
+ * Columns: id, job_id, bs_id, tube, func_name, kwargs, priority, ttr.
+ */
+static void
+retry_row(SPITupleTable *tt, uint64 row)
+{
+	HeapTuple	tup = tt->vals[row];
+	TupleDesc	desc = tt->tupdesc;
+	bool		isnull;
+	JobSpec		spec;
+	pg_uuid_t	id;
+	Datum		d;
+	int64		failed_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	Datum		bs_id;
+	bool		bs_id_null;
+
+	spec.tube = SPI_getvalue(tup, desc, 4);
+	spec.func_name = SPI_getvalue(tup, desc, 5);
+	d = SPI_getbinval(tup, desc, 6, &isnull);
+	if (spec.tube == NULL || spec.func_name == NULL || isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("failed job " INT64_FORMAT " cannot be retried", failed_id),
+				 errdetail("Its body was not a valid jobq job.")));
+	spec.kwargs = DatumGetJsonbP(d);
+	d = SPI_getbinval(tup, desc, 7, &isnull);
+	spec.priority = isnull ? 1024 : (uint64) DatumGetInt64(d);
+	spec.delay = 0;
+	d = SPI_getbinval(tup, desc, 8, &isnull);
+	spec.ttr = isnull ? 60 : (uint64) DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, 2, &isnull);
+	if (isnull)
+		job_new_uuid(&id);
+	else
+		memcpy(&id, DatumGetUUIDP(d), sizeof(id));
+	outbox_insert(&spec, &id, true);
+
+	/* the buried original, if it is still there and still this job */
+	bs_id = SPI_getbinval(tup, desc, 3, &bs_id_null);
+	if (!bs_id_null)
+	{
+		BeanstalkConn *conn = bs_backend_conn();
+		BsJob		job;
+		JobBody		body;
+		char	   *error;
+
+		if (bs_peek(conn, psprintf("peek " INT64_FORMAT, DatumGetInt64(bs_id)), &job) &&
+			job_decode(job.body, job.len, &body, &error) && body.has_id &&
+			memcmp(&body.id, &id, sizeof(id)) == 0)
+			(void) bs_delete(conn, job.id);
+	}
+}
+
+static int64
+retry_where(const char *where, Datum arg, Oid argtype)
+{
+	OwnerContext owner;
+	int			rc;
+	int64		n;
+
+	SPI_connect();
+	schema_become_owner(&owner);
+	rc = SPI_execute_with_args(psprintf("DELETE FROM jobq.failed WHERE %s "
+										"RETURNING id, job_id, bs_id, tube, func_name, kwargs, priority, ttr",
+										where),
+							   1, &argtype, &arg, NULL, false, 0);
+	if (rc != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "jobq: failed-job lookup failed: %s", SPI_result_code_string(rc));
+	n = (int64) SPI_processed;
+	schema_restore_user(&owner);
+	{
+		SPITupleTable *tt = SPI_tuptable;
+
+		for (uint64 i = 0; i < (uint64) n; i++)
+			retry_row(tt, i);
+	}
+	SPI_finish();
+	return n;
+}
+
+/* jobq_retry_failed(failed_id bigint) -> whether there was such a row */
+Datum
+jobq_retry_failed(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(retry_where("id = $1", PG_GETARG_DATUM(0), INT8OID) > 0);
+}
+
+/* jobq_retry_failed(tube text) -> number of jobs put back */
+Datum
+jobq_retry_failed_tube(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(retry_where("tube = $1", PG_GETARG_DATUM(0), TEXTOID));
+}
