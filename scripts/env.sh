@@ -93,6 +93,7 @@ jobq.servers = '127.0.0.1:$BSPORT'
 jobq.database = '$DBNAME'
 jobq.workers = 2
 max_worker_processes = 16
+max_prepared_transactions = 10
 log_min_messages = log
 EOF
     for line in "$@"; do echo "$line" >>"$PGDATA/postgresql.conf"; done

@@ -1,0 +1,98 @@
+-- jobq_put: transactional enqueue through jobq.outbox and the relay
+\set VERBOSITY terse
+
+CREATE FUNCTION drain_order(tube text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    s text := '';
+BEGIN
+    LOOP
+        SELECT * INTO r FROM jobq_peek_ready(tube);
+        EXIT WHEN r.id IS NULL;
+        s := s || (r.body->'kwargs'->>'n') || ' ';
+        PERFORM jobq_delete(r.id);
+    END LOOP;
+    RETURN s;
+END $$;
+
+-- commit: the job reaches beanstalkd, quickly, and the outbox is empty again
+SELECT jobq_put('t_ob', 'f', '{"n": 1}') AS job \gset
+SELECT wait_for($$SELECT ready = 1 FROM jobq_tubes() WHERE tube = 't_ob'$$);
+SELECT body->'kwargs' AS kwargs, body->>'id' = :'job' AS same_uuid FROM jobq_peek_ready('t_ob');
+SELECT count(*) AS outbox FROM jobq.outbox;
+
+-- rollback: no job
+BEGIN;
+SELECT jobq_put('t_ob_rb', 'f', '{"n": 2}') IS NOT NULL AS put;
+SELECT count(*) AS in_outbox FROM jobq.outbox WHERE tube = 't_ob_rb';
+ROLLBACK;
+-- a savepoint rolled back: only its jobs are missing
+BEGIN;
+SELECT jobq_put('t_ob_sp', 'f', '{"n": 1}') IS NOT NULL AS put;
+SAVEPOINT s;
+SELECT jobq_put('t_ob_sp', 'f', '{"n": 2}') IS NOT NULL AS put;
+ROLLBACK TO SAVEPOINT s;
+SELECT jobq_put('t_ob_sp', 'f', '{"n": 3}') IS NOT NULL AS put;
+COMMIT;
+SELECT wait_for($$SELECT total = 2 FROM jobq_tubes() WHERE tube = 't_ob_sp'$$);
+SELECT drain_order('t_ob_sp') AS savepoint_kept;
+SELECT jobq_put('t_ob_sync', 'f') IS NOT NULL AS later_job_committed;
+SELECT wait_for($$SELECT ready = 1 FROM jobq_tubes() WHERE tube = 't_ob_sync'$$);
+SELECT count(*) AS rolled_back_tube FROM jobq_tubes() WHERE tube = 't_ob_rb';
+
+-- order within a transaction is kept
+BEGIN;
+SELECT count(jobq_put('t_ob_order', 'f', jsonb_build_object('n', n))) FROM generate_series(1, 5) n;
+COMMIT;
+SELECT wait_for($$SELECT ready = 5 FROM jobq_tubes() WHERE tube = 't_ob_order'$$);
+SELECT drain_order('t_ob_order') AS order_seen;
+
+-- priority, delay and ttr travel through the outbox
+SELECT jobq_put('t_ob_opts', 'f', '{}', 7, '1 hour', '33 s') IS NOT NULL AS put;
+SELECT wait_for($$SELECT delayed = 1 FROM jobq_tubes() WHERE tube = 't_ob_opts'$$);
+SELECT priority, delay, ttr FROM jobq_job((jobq_peek_delayed('t_ob_opts')).id);
+
+-- prepared transactions: delivered on COMMIT PREPARED (by the sweep: that
+-- commit wakes nobody), never on ROLLBACK PREPARED
+BEGIN;
+SELECT jobq_put('t_ob_2pc', 'f', '{"tx": "committed"}') IS NOT NULL AS put;
+PREPARE TRANSACTION 'jobq_a';
+BEGIN;
+SELECT jobq_put('t_ob_2pc', 'f', '{"tx": "rolled back"}') IS NOT NULL AS put;
+PREPARE TRANSACTION 'jobq_b';
+SELECT pg_sleep(1.5);
+SELECT count(*) AS nothing_before_commit FROM jobq_tubes() WHERE tube = 't_ob_2pc';
+COMMIT PREPARED 'jobq_a';
+ROLLBACK PREPARED 'jobq_b';
+SELECT wait_for($$SELECT ready = 1 FROM jobq_tubes() WHERE tube = 't_ob_2pc'$$);
+SELECT pg_sleep(1.5);
+SELECT ready FROM jobq_tubes() WHERE tube = 't_ob_2pc';
+SELECT body->'kwargs' AS kwargs FROM jobq_peek_ready('t_ob_2pc');
+
+-- the same checks as jobq_put_now, before anything is written
+SELECT jobq_put('bad tube', 'f');
+SELECT jobq_put('t_ob', '');
+SELECT jobq_put('t_ob', 'f', '[]');
+SELECT jobq_put('t_ob', 'f', '{}', -1);
+SELECT jobq_put('t_ob', 'f', jsonb_build_object('x', repeat('x', 70000)));
+SELECT count(*) AS nothing_written FROM jobq.outbox;
+
+-- end to end: a registered handler runs a job from a committed transaction
+CREATE FUNCTION record_n(n int) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO public.results (func, args) VALUES ('record_n', jsonb_build_object('n', n))
+$$;
+SELECT jobq_register('t_ob_run', 'record_n');
+BEGIN;
+SELECT jobq_put('t_ob_run', 'record_n', '{"n": 1}') IS NOT NULL AS put;
+SELECT jobq_put('t_ob_run', 'record_n', '{"n": 2}') IS NOT NULL AS put;
+COMMIT;
+BEGIN;
+SELECT jobq_put('t_ob_run', 'record_n', '{"n": 3}') IS NOT NULL AS put;
+ROLLBACK;
+SELECT wait_for($$SELECT count(*) = 2 FROM results WHERE func = 'record_n'$$);
+SELECT pg_sleep(1);
+SELECT array_agg((args->>'n')::int ORDER BY 1) AS ran FROM results WHERE func = 'record_n';
+
+-- the relay reports itself
+SELECT state, succeeded >= 10 AS sent FROM jobq.workers WHERE kind = 'relay';
+SELECT * FROM jobq.outbox_backlog;
