@@ -80,5 +80,18 @@ SELECT buried FROM jobq_tubes() WHERE tube = 't_raw';
 \! printf '{"func_name": "take_all", "tube": "t_raw", "kwargs": {"foreign": true}, "extra": 1}' > raw8.bin
 \! bash test/raw_put.sh 11391 t_raw raw8.bin | cut -c1-8
 SELECT wait_for($$SELECT count(*) = 1 FROM results WHERE args ? 'foreign'$$);
+-- a deferred constraint that fails at commit fails the job, not the worker
+CREATE TABLE parent (id int PRIMARY KEY);
+CREATE TABLE child (pid int REFERENCES parent DEFERRABLE INITIALLY DEFERRED);
+GRANT ALL ON parent, child TO PUBLIC;
+CREATE FUNCTION add_child(p int) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO public.child VALUES (p)
+$$;
+SELECT jobq_register('t_deferred', 'add_child', max_attempts => 1);
+SELECT jobq_put_now('t_deferred', 'add_child', '{"p": 1}') > 0 AS put;
+SELECT wait_for($$SELECT count(*) = 1 FROM jobq.failed WHERE tube = 't_deferred'$$);
+SELECT sqlstate, message FROM jobq.failed WHERE tube = 't_deferred';
+SELECT count(*) AS no_orphans FROM child;
+
 -- and the workers are all still there
 SELECT count(*) AS workers FROM jobq.workers WHERE kind = 'worker';

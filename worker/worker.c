@@ -18,6 +18,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -244,6 +245,7 @@ run_handler(const JobBody *body, const BsJob *job, uint64 ttr_ms, Outcome *out)
 	Handler		h;
 	MemoryContext ctx = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
+	ConstraintsSetStmt all_immediate = {.type = T_ConstraintsSetStmt,.constraints = NIL,.deferred = false};
 
 	if (!dispatch_lookup(body->tube, body->func_name, &h))
 	{
@@ -298,6 +300,8 @@ run_handler(const JobBody *body, const BsJob *job, uint64 ttr_ms, Outcome *out)
 			}
 			enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(limit_ms, INT_MAX));
 			dispatch_call(&h, body->kwargs);
+			/* deferred constraints fail here, as the handler's error */
+			AfterTriggerSetState(&all_immediate);
 			disable_timeout(STATEMENT_TIMEOUT, false);
 			if (touch_len > 0)
 			{
