@@ -29,10 +29,17 @@ need_packages() {
     fi
 }
 
+# JOBQ_ASAN=1 builds jobq with AddressSanitizer and runs the server with
+# libasan preloaded; reports go to $WORKDIR/asan.*
+ASAN_MAKE=()
+if [ "${JOBQ_ASAN:-0}" = 1 ]; then
+    ASAN_MAKE=(COPT="-fsanitize=address -fno-omit-frame-pointer" LDFLAGS_SL="-fsanitize=address")
+fi
+
 build_install() {
     say "building and installing jobq"
     make -C "$JOBQ_ROOT" -s clean >/dev/null
-    make -C "$JOBQ_ROOT" -s
+    make -C "$JOBQ_ROOT" -s "${ASAN_MAKE[@]}"
     make -C "$JOBQ_ROOT" -s install >/dev/null
 }
 
@@ -98,7 +105,12 @@ log_min_messages = log
 EOF
     for line in "$@"; do echo "$line" >>"$PGDATA/postgresql.conf"; done
     [ "${JOBQ_CORE:-0}" = 1 ] && ulimit -c unlimited
-    as_user "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORKDIR/postgres.log" -w start >/dev/null
+    local preload=()
+    if [ "${JOBQ_ASAN:-0}" = 1 ]; then
+        preload=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+                 ASAN_OPTIONS="detect_leaks=0:log_path=$WORKDIR/asan:handle_segv=0:detect_stack_use_after_return=0")
+    fi
+    as_user "${preload[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORKDIR/postgres.log" -w start >/dev/null
     as_user "$PGBIN/createdb" -h "$WORKDIR" -p "$PGPORT" -U postgres "$DBNAME"
 }
 

@@ -267,6 +267,18 @@ job_encode(const JobSpec *spec, const pg_uuid_t *id, size_t *len)
 	return buf.data;
 }
 
+/* The value of key in a jsonb object, or NULL. */
+JsonbValue *
+job_jsonb_get(Jsonb *object, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	return findJsonbValueFromContainer(&object->root, JB_FOBJECT, &k);
+}
+
 /*
  * Decode a job body.  A body is untrusted input: on any defect this returns
  * false with *error saying what is wrong (palloc'd), and nothing else of
@@ -289,13 +301,8 @@ job_decode(const char *body, size_t len, JobBody *job, char **error)
 	{
 		char	   *text = pg_any_to_server(body, len, PG_UTF8);
 		Jsonb	   *whole = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
-		JsonbValue	key;
-		JsonbValue *kw;
+		JsonbValue *kw = job_jsonb_get(whole, "kwargs");
 
-		key.type = jbvString;
-		key.val.string.val = "kwargs";
-		key.val.string.len = 6;
-		kw = findJsonbValueFromContainer(&whole->root, JB_FOBJECT, &key);
 		if (kw == NULL)
 			job->kwargs = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 		else

@@ -72,13 +72,8 @@ put_spec_from_args(FunctionCallInfo fcinfo, JobSpec *spec)
 static Interval *
 options_interval(Jsonb *options, const char *key, bool *found)
 {
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue *v = job_jsonb_get(options, key);
 
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&options->root, JB_FOBJECT, &k);
 	*found = (v != NULL && v->type != jbvNull);
 	if (!*found)
 		return NULL;
@@ -143,13 +138,8 @@ put_spec_from_options(JobSpec *spec, Jsonb *options)
 	}
 
 	{
-		JsonbValue	k;
-		JsonbValue *p;
+		JsonbValue *p = job_jsonb_get(options, "priority");
 
-		k.type = jbvString;
-		k.val.string.val = "priority";
-		k.val.string.len = 8;
-		p = findJsonbValueFromContainer(&options->root, JB_FOBJECT, &k);
 		if (p != NULL && p->type != jbvNull)
 		{
 			if (p->type != jbvNumeric)
