@@ -29,6 +29,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -56,6 +57,7 @@ typedef struct OutboxRow
 } OutboxRow;
 
 static BeanstalkConn *conn;
+static SPIPlanPtr pick_plan = NULL;
 static SPIPlanPtr take_plan = NULL;
 static SPIPlanPtr reject_plan = NULL;
 
@@ -133,14 +135,38 @@ relay_batch(void)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	if (take_plan == NULL)
-		take_plan = keep_plan(psprintf("DELETE FROM jobq.outbox WHERE seq IN "
-									   "(SELECT seq FROM jobq.outbox ORDER BY seq LIMIT %d "
-									   " FOR UPDATE SKIP LOCKED) "
-									   "RETURNING seq, tube, body, priority, delay, ttr, id, func_name",
+	/*
+	 * Two plain statements, each a walk of the primary key (see
+	 * relay_session_settings): pick the oldest seqs, then delete exactly those.
+	 * Only the rows this DELETE returns are sent.
+	 */
+	if (pick_plan == NULL)
+	{
+		Oid			type = INT8ARRAYOID;
+
+		pick_plan = keep_plan(psprintf("SELECT array_agg(seq) FROM "
+									   "(SELECT seq FROM jobq.outbox ORDER BY seq LIMIT %d) s",
 									   BATCH_SIZE), 0, NULL);
-	if (SPI_execute_plan(take_plan, NULL, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+		take_plan = keep_plan("DELETE FROM jobq.outbox WHERE seq = ANY ($1) "
+							  "RETURNING seq, tube, body, priority, delay, ttr, id, func_name",
+							  1, &type);
+	}
+	if (SPI_execute_plan(pick_plan, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "jobq: reading the outbox failed");
+	{
+		bool		isnull;
+		Datum		seqs = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (isnull)
+		{
+			SPI_finish();
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			return 0;
+		}
+		if (SPI_execute_plan(take_plan, &seqs, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+			elog(ERROR, "jobq: taking rows from the outbox failed");
+	}
 	n = (int) SPI_processed;
 	if (n == 0)
 	{
@@ -246,9 +272,9 @@ relay_batch(void)
 static void
 prune_done(void)
 {
-	char	   *sql = psprintf("DELETE FROM jobq.done WHERE id IN "
-							   "(SELECT id FROM jobq.done WHERE done_at < now() - interval '%d seconds' "
-							   " LIMIT %d FOR UPDATE SKIP LOCKED)",
+	char	   *sql = psprintf("DELETE FROM jobq.done WHERE id = ANY (ARRAY("
+							   "SELECT id FROM jobq.done WHERE done_at < now() - interval '%d seconds' "
+							   "ORDER BY done_at LIMIT %d))",
 							   jobq_done_retention, PRUNE_BATCH);
 	uint64		n;
 
@@ -270,6 +296,33 @@ prune_done(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * The outbox is a queue table: its statistics say little about what it
+ * holds at any moment (typically analyzed while empty, then asked to drain
+ * a backlog of millions).  A plan chosen from them can turn a batch into a
+ * scan, a sort or a nested loop over the whole backlog, making the relay
+ * quadratic.  The relay only ever walks indexes in order, so it tells the
+ * planner so for its own session.
+ */
+static void
+relay_session_settings(void)
+{
+	static const char *const off[] = {
+		"enable_seqscan", "enable_bitmapscan", "enable_sort", "enable_hashjoin",
+		"enable_mergejoin", "enable_hashagg", "enable_material"
+	};
+
+	for (int i = 0; i < lengthof(off); i++)
+		SetConfigOption(off[i], "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * A relay commit lost in a crash only means its rows are sent again,
+	 * which at-least-once delivery allows and job ids make harmless; so the
+	 * relay need not wait for its WAL to reach disk.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
 void
 jobq_relay_main(Datum arg)
 {
@@ -280,6 +333,7 @@ jobq_relay_main(Datum arg)
 	char		servers_now[256];
 
 	worker_startup(RELAY_SLOT, "jobq relay");
+	relay_session_settings();
 	conn = MemoryContextAllocZero(TopMemoryContext, sizeof(BeanstalkConn));
 	bs_init(conn, jobq_servers, TopMemoryContext);
 	strlcpy(servers_now, jobq_servers, sizeof(servers_now));
@@ -331,6 +385,8 @@ jobq_relay_main(Datum arg)
 		}
 		PG_END_TRY();
 
+		/* table statistics reach autovacuum only when reported (1/s at most) */
+		pgstat_report_stat(false);
 		if (n > 0)
 			continue;
 		if (backoff_ms == 0)

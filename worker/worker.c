@@ -520,6 +520,8 @@ jobq_worker_main(Datum arg)
 		}
 		PG_END_TRY();
 
+		/* what handlers write must reach autovacuum; flushed 1/s at most */
+		pgstat_report_stat(false);
 		if (backoff_ms > 0)
 		{
 			worker_sleep(backoff_ms);
