@@ -13,10 +13,11 @@
 
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
-#include "executor/spi.h"
+#include "nodes/makefuncs.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -29,49 +30,105 @@
 
 PG_FUNCTION_INFO_V1(jobq_enqueue);
 
-/* one saved plan per row type: it builds kwargs with to_jsonb() */
-typedef struct KwargsPlan
+/*
+ * to_jsonb() of a row, called directly: its FmgrInfo carries a made-up call
+ * expression whose argument has the row type, which is all to_jsonb looks
+ * at.  One per row type, kept for the session.
+ */
+typedef struct RowToJsonb
 {
 	Oid			rowtype;		/* hash key */
-	SPIPlanPtr	plan;
-} KwargsPlan;
+	FmgrInfo	flinfo;
+} RowToJsonb;
 
-static HTAB *kwargs_plans = NULL;
+static HTAB *row_converters = NULL;
 
-static SPIPlanPtr
-kwargs_plan(Oid rowtype)
+static Jsonb *
+row_to_jsonb(HeapTuple tuple, TupleDesc desc)
 {
-	KwargsPlan *entry;
+	RowToJsonb *entry;
 	bool		found;
 
-	if (kwargs_plans == NULL)
+	if (row_converters == NULL)
 	{
 		HASHCTL		ctl;
 
 		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(KwargsPlan);
-		kwargs_plans = hash_create("jobq trigger plans", 16, &ctl, HASH_ELEM | HASH_BLOBS);
+		ctl.entrysize = sizeof(RowToJsonb);
+		row_converters = hash_create("jobq trigger row types", 16, &ctl, HASH_ELEM | HASH_BLOBS);
 	}
-	entry = hash_search(kwargs_plans, &rowtype, HASH_ENTER, &found);
+	entry = hash_search(row_converters, &desc->tdtypeid, HASH_ENTER, &found);
 	if (!found)
 	{
-		Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, rowtype, rowtype};
-		SPIPlanPtr	plan;
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-		entry->plan = NULL;
-		plan = SPI_prepare("SELECT pg_catalog.jsonb_build_object("
-						   "'op', $1, 'schema', $2, 'table', $3, "
-						   "'new', pg_catalog.to_jsonb($4), 'old', pg_catalog.to_jsonb($5))",
-						   5, types);
-		if (plan == NULL)
-		{
-			hash_search(kwargs_plans, &rowtype, HASH_REMOVE, NULL);
-			elog(ERROR, "jobq: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		}
-		SPI_keepplan(plan);
-		entry->plan = plan;
+		fmgr_info(F_TO_JSONB, &entry->flinfo);
+		entry->flinfo.fn_expr = (Node *)
+			makeFuncExpr(F_TO_JSONB, JSONBOID,
+						 list_make1(makeNullConst(desc->tdtypeid, -1, InvalidOid)),
+						 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+		MemoryContextSwitchTo(old);
 	}
-	return entry->plan;
+	return DatumGetJsonbP(FunctionCall1(&entry->flinfo, heap_copy_tuple_as_datum(tuple, desc)));
+}
+
+static void
+push_key(JsonbParseState **state, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	(void) pushJsonbValue(state, WJB_KEY, &k);
+}
+
+static void
+push_string(JsonbParseState **state, const char *key, const char *value)
+{
+	JsonbValue	v;
+
+	push_key(state, key);
+	v.type = jbvString;
+	v.val.string.val = (char *) value;
+	v.val.string.len = strlen(value);
+	(void) pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+static void
+push_row(JsonbParseState **state, const char *key, HeapTuple tuple, TupleDesc desc)
+{
+	JsonbValue	v;
+
+	push_key(state, key);
+	if (tuple == NULL)
+		v.type = jbvNull;
+	else
+	{
+		Jsonb	   *row = row_to_jsonb(tuple, desc);
+
+		v.type = jbvBinary;
+		v.val.binary.data = &row->root;
+		v.val.binary.len = VARSIZE(row) - VARHDRSZ;
+	}
+	(void) pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/* {"op": ..., "schema": ..., "table": ..., "new": row|null, "old": row|null} */
+static Jsonb *
+trigger_kwargs(const char *op, Relation rel, HeapTuple newtup, HeapTuple oldtup)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *result;
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	push_string(&state, "op", op);
+	push_string(&state, "schema", get_namespace_name(RelationGetNamespace(rel)));
+	push_string(&state, "table", RelationGetRelationName(rel));
+	push_row(&state, "new", newtup, RelationGetDescr(rel));
+	push_row(&state, "old", oldtup, RelationGetDescr(rel));
+	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(result);
 }
 
 Datum
@@ -84,12 +141,7 @@ jobq_enqueue(PG_FUNCTION_ARGS)
 	const char *op;
 	HeapTuple	newtup = NULL;
 	HeapTuple	oldtup = NULL;
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', 'n', 'n'};
 	pg_uuid_t	id;
-	Jsonb	   *kwargs;
-	bool		isnull;
-	int			rc;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -140,30 +192,7 @@ jobq_enqueue(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("jobq_enqueue() fires on INSERT, UPDATE or DELETE only")));
 
-	values[0] = CStringGetTextDatum(op);
-	values[1] = CStringGetTextDatum(get_namespace_name(RelationGetNamespace(rel)));
-	values[2] = CStringGetTextDatum(RelationGetRelationName(rel));
-	if (newtup != NULL)
-	{
-		values[3] = heap_copy_tuple_as_datum(newtup, RelationGetDescr(rel));
-		nulls[3] = ' ';
-	}
-	if (oldtup != NULL)
-	{
-		values[4] = heap_copy_tuple_as_datum(oldtup, RelationGetDescr(rel));
-		nulls[4] = ' ';
-	}
-
-	SPI_connect();
-	rc = SPI_execute_plan(kwargs_plan(RelationGetDescr(rel)->tdtypeid), values, nulls, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "jobq: building trigger kwargs failed: %s", SPI_result_code_string(rc));
-	kwargs = DatumGetJsonbP(SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0],
-															SPI_tuptable->tupdesc, 1, &isnull),
-											  false, -1));
-	SPI_finish();
-
-	spec.kwargs = kwargs;
+	spec.kwargs = trigger_kwargs(op, rel, newtup, oldtup);
 	outbox_insert(&spec, &id, false);
 
 	if (TRIGGER_FIRED_BEFORE(trigdata->tg_event))
