@@ -101,7 +101,6 @@ jobq.database = '$DBNAME'
 jobq.workers = 2
 max_worker_processes = 16
 max_prepared_transactions = 10
-log_min_messages = log
 EOF
     for line in "$@"; do echo "$line" >>"$PGDATA/postgresql.conf"; done
     [ "${JOBQ_CORE:-0}" = 1 ] && ulimit -c unlimited
