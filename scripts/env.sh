@@ -36,6 +36,16 @@ if [ "${JOBQ_ASAN:-0}" = 1 ]; then
     ASAN_MAKE=(COPT="-fsanitize=address -fno-omit-frame-pointer" LDFLAGS_SL="-fsanitize=address")
 fi
 
+# the environment that loads libasan into the servers (empty without ASAN);
+# set once WORKDIR exists
+asan_env() {
+    ASAN_ENV=()
+    if [ "${JOBQ_ASAN:-0}" = 1 ]; then
+        ASAN_ENV=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+                  ASAN_OPTIONS="detect_leaks=0:log_path=$WORKDIR/asan:handle_segv=0:detect_stack_use_after_return=0")
+    fi
+}
+
 build_install() {
     say "building and installing jobq"
     make -C "$JOBQ_ROOT" -s clean >/dev/null
@@ -52,6 +62,7 @@ make_workdir() {
     WORKDIR=$(mktemp -d /tmp/jobq.XXXXXX)
     chown "$JOBQ_USER" "$WORKDIR"
     chmod 755 "$WORKDIR"
+    asan_env
 }
 
 # runs a command as the unprivileged user; setpriv and env exec, so in
@@ -104,12 +115,7 @@ max_prepared_transactions = 10
 EOF
     for line in "$@"; do echo "$line" >>"$PGDATA/postgresql.conf"; done
     [ "${JOBQ_CORE:-0}" = 1 ] && ulimit -c unlimited
-    local preload=()
-    if [ "${JOBQ_ASAN:-0}" = 1 ]; then
-        preload=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
-                 ASAN_OPTIONS="detect_leaks=0:log_path=$WORKDIR/asan:handle_segv=0:detect_stack_use_after_return=0")
-    fi
-    as_user "${preload[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORKDIR/postgres.log" -w start >/dev/null
+    as_user "${ASAN_ENV[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORKDIR/postgres.log" -w start >/dev/null
     as_user "$PGBIN/createdb" -h "$WORKDIR" -p "$PGPORT" -U postgres "$DBNAME"
 }
 

@@ -48,7 +48,16 @@ if [ -d "$JOBQ_ROOT/t" ] && ls "$JOBQ_ROOT"/t/*.pl >/dev/null 2>&1; then
     cp -r "$JOBQ_ROOT/t" "$WORKDIR/t"
     chown -R "$JOBQ_USER" "$WORKDIR/t"
     cd "$WORKDIR"
-    as_user env PATH="$PGBIN:$PATH" PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
+    as_user "${ASAN_ENV[@]}" PATH="$PGBIN:$PATH" PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
         JOBQ_BSPORT_BASE=$((BSPORT + 10)) \
         prove -I /usr/lib/postgresql/15/lib/pgxs/src/test/perl -I "$WORKDIR/t" t/*.pl
+fi
+
+# under JOBQ_ASAN=1, any report fails the run
+if [ "${JOBQ_ASAN:-0}" = 1 ]; then
+    reports=$(find "$WORKDIR" -name 'asan.*' 2>/dev/null)
+    if [ -n "$reports" ]; then
+        say "AddressSanitizer reports"; cat $reports; exit 1
+    fi
+    say "AddressSanitizer: no reports"
 fi

@@ -49,6 +49,7 @@ static List *watched = NIL;		/* tube names (TopMemoryContext) */
 static bool watch_set_valid = false;
 static TimestampTz tubes_refreshed = 0;
 static char servers_now[256];
+static SPIPlanPtr done_plan = NULL;
 
 /* the touch timer writes this command from its signal handler */
 static TimeoutId touch_timeout = MAX_TIMEOUTS;
@@ -271,12 +272,21 @@ run_handler(const JobBody *body, const BsJob *job, uint64 ttr_ms, Outcome *out)
 
 		if (body->has_id)
 		{
-			Oid			type = UUIDOID;
 			Datum		id = UUIDPGetDatum((pg_uuid_t *) &body->id);
-			int			rc = SPI_execute_with_args("INSERT INTO jobq.done (id) VALUES ($1) "
-												   "ON CONFLICT DO NOTHING",
-												   1, &type, &id, NULL, false, 0);
+			int			rc;
 
+			if (done_plan == NULL)
+			{
+				Oid			type = UUIDOID;
+				SPIPlanPtr	plan = SPI_prepare("INSERT INTO jobq.done (id) VALUES ($1) "
+											   "ON CONFLICT DO NOTHING", 1, &type);
+
+				if (plan == NULL)
+					elog(ERROR, "jobq: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+				SPI_keepplan(plan);
+				done_plan = plan;
+			}
+			rc = SPI_execute_plan(done_plan, &id, NULL, false, 0);
 			if (rc != SPI_OK_INSERT)
 				elog(ERROR, "jobq: recording job completion failed");
 			run = (SPI_processed == 1);
