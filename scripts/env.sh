@@ -29,27 +29,10 @@ need_packages() {
     fi
 }
 
-# JOBQ_ASAN=1 builds jobq with AddressSanitizer and runs the server with
-# libasan preloaded; reports go to $WORKDIR/asan.*
-ASAN_MAKE=()
-if [ "${JOBQ_ASAN:-0}" = 1 ]; then
-    ASAN_MAKE=(COPT="-fsanitize=address -fno-omit-frame-pointer" LDFLAGS_SL="-fsanitize=address")
-fi
-
-# the environment that loads libasan into the servers (empty without ASAN);
-# set once WORKDIR exists
-asan_env() {
-    ASAN_ENV=()
-    if [ "${JOBQ_ASAN:-0}" = 1 ]; then
-        ASAN_ENV=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
-                  ASAN_OPTIONS="detect_leaks=0:log_path=$WORKDIR/asan:handle_segv=0:detect_stack_use_after_return=0")
-    fi
-}
-
 build_install() {
     say "building and installing jobq"
     make -C "$JOBQ_ROOT" -s clean >/dev/null
-    make -C "$JOBQ_ROOT" -s "${ASAN_MAKE[@]}"
+    make -C "$JOBQ_ROOT" -s
     make -C "$JOBQ_ROOT" -s install >/dev/null
 }
 
@@ -62,7 +45,6 @@ make_workdir() {
     WORKDIR=$(mktemp -d /tmp/jobq.XXXXXX)
     chown "$JOBQ_USER" "$WORKDIR"
     chmod 755 "$WORKDIR"
-    asan_env
 }
 
 # runs a command as the unprivileged user; setpriv and env exec, so in
@@ -115,7 +97,20 @@ max_prepared_transactions = 10
 EOF
     for line in "$@"; do echo "$line" >>"$PGDATA/postgresql.conf"; done
     [ "${JOBQ_CORE:-0}" = 1 ] && ulimit -c unlimited
-    as_user "${ASAN_ENV[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORKDIR/postgres.log" -w start >/dev/null
+    if [ "${JOBQ_VALGRIND:-0}" = 1 ]; then
+        # every server process under memcheck (forked children stay in it)
+        "${AS_USER[@]}" HOME="$WORKDIR" valgrind --quiet --error-limit=no --num-callers=40 \
+            --suppressions="$JOBQ_ROOT/test/valgrind.supp" \
+            --log-file="$WORKDIR/valgrind.%p.log" \
+            "$PGBIN/postgres" -D "$PGDATA" >"$WORKDIR/postgres.log" 2>&1 &
+        PIDS+=($!)
+        for _ in $(seq 300); do
+            as_user "$PGBIN/pg_isready" -q -h "$WORKDIR" -p "$PGPORT" && break
+            sleep 0.5
+        done
+    else
+        as_user "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORKDIR/postgres.log" -w start >/dev/null
+    fi
     as_user "$PGBIN/createdb" -h "$WORKDIR" -p "$PGPORT" -U postgres "$DBNAME"
 }
 

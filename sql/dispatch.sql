@@ -33,7 +33,7 @@ SELECT jobq_put_now('t_disp', 'typed', '{"i": 1, "n": 0, "t": "", "b": true, "ts
 SELECT jobq_put_now('t_disp', 'typed', '{"i": 1}') > 0;
 SELECT jobq_put_now('t_disp', 'typed', '{"i": "x", "n": 0, "t": "", "b": true, "ts": "2024-01-01"}') > 0;
 SELECT wait_for($$SELECT count(*) = 3 FROM jobq.failed WHERE func_name = 'typed'$$);
-SELECT sqlstate, message, kwargs FROM jobq.failed WHERE func_name = 'typed' ORDER BY id;
+SELECT sqlstate, message, kwargs FROM jobq.failed WHERE func_name = 'typed' ORDER BY sqlstate, message;
 SELECT count(*) = 2 AS no_more_rows FROM results WHERE func = 'typed';
 
 -- registration errors
