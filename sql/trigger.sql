@@ -17,7 +17,8 @@ INSERT INTO orders VALUES (3, 'plum', 9);
 ROLLBACK;
 SELECT wait_for($$SELECT count(*) = 4 FROM results WHERE func = 'on_order'$$);
 SELECT pg_sleep(1);
-SELECT args FROM results WHERE func = 'on_order' ORDER BY id;
+SELECT args FROM results WHERE func = 'on_order'
+ ORDER BY args->>'op', coalesce(args->'new'->>'id', args->'old'->>'id');
 
 -- a BEFORE trigger works too and keeps the row
 CREATE TABLE notes (id int, body text);
