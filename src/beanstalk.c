@@ -195,6 +195,7 @@ bs_close(BeanstalkConn *conn)
 	}
 	conn->in_flight = false;
 	conn->reused = false;
+	conn->just_sent = false;
 	conn->rstart = conn->rend = 0;
 	if (conn->wbuf.data != NULL)
 		resetStringInfo(&conn->wbuf);
@@ -396,6 +397,7 @@ bs_send_all(BeanstalkConn *conn)
 				errmsg("could not send to beanstalkd at %s: %m", conn->server));
 	}
 	resetStringInfo(&conn->wbuf);
+	conn->just_sent = true;
 	return true;
 }
 
@@ -421,6 +423,12 @@ bs_fill(BeanstalkConn *conn, TimestampTz deadline, const char *what)
 			conn->rcap *= 2;
 			conn->rbuf = repalloc(conn->rbuf, conn->rcap);
 		}
+	}
+	/* right after a send, a recv would only say EAGAIN: wait first */
+	if (conn->just_sent)
+	{
+		conn->just_sent = false;
+		bs_wait(conn, WL_SOCKET_READABLE, deadline, what);
 	}
 	for (;;)
 	{

@@ -30,6 +30,7 @@ typedef struct BeanstalkConn
 	WaitEventSet *wes;			/* latch, postmaster death, socket */
 	bool		in_flight;		/* sent a request whose reply was not consumed */
 	bool		reused;			/* opened by an earlier request */
+	bool		just_sent;		/* a request went out: its reply cannot be here yet */
 	char	   *rbuf;			/* bytes received, not yet consumed */
 	size_t		rstart;
 	size_t		rend;
