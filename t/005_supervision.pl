@@ -15,15 +15,8 @@ my $bs = bs_start($port);
 # --- a database that does not exist yet, then an extension not created yet
 my $node = PostgreSQL::Test::Cluster->new('supervision');
 $node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'jobq'
-jobq.servers = '127.0.0.1:$port'
-jobq.database = 'appdb'
-max_worker_processes = 16
-jobq.workers = 2
-jobq.done_retention = '60s'
-});
+# later lines win: the workers' database is one that does not exist yet
+jobq_conf($node, $port, "jobq.database = 'appdb'", "jobq.done_retention = '60s'");
 $node->start;
 
 sub appdb_wait

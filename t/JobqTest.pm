@@ -19,6 +19,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(
+  jobq_conf
   bs_port bs_start bs_stop bs_signal bs_refuses bs_answers bs_command bs_stats
   new_node wait_for query sql_ok wait_workers worker_pids log_since
   pid_gone wait_pid_gone wait_log bg_psql bg_running bg_finish
@@ -160,13 +161,10 @@ sub bs_stats
 	return \%h;
 }
 
-# a started cluster with jobq preloaded and the extension created in
-# postgres, its workers and relay up
-sub new_node
+# jobq's settings for a cluster, beanstalkd on $bsport, plus extra lines
+sub jobq_conf
 {
-	my ($name, $bsport, @extra) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	my ($node, $bsport, @extra) = @_;
 	$node->append_conf(
 		'postgresql.conf', qq{
 shared_preload_libraries = 'jobq'
@@ -178,6 +176,16 @@ jobq.workers = 2
 restart_after_crash = on
 });
 	$node->append_conf('postgresql.conf', join("\n", @extra) . "\n") if @extra;
+}
+
+# a started cluster with jobq preloaded and the extension created in
+# postgres, its workers and relay up
+sub new_node
+{
+	my ($name, $bsport, @extra) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	jobq_conf($node, $bsport, @extra);
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION jobq');
 	# the OS user, hence the superuser, may be called jobq: keep "$user"
