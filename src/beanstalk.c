@@ -986,12 +986,6 @@ bs_bury(BeanstalkConn *conn, uint64 id, uint64 pri)
 }
 
 bool
-bs_touch(BeanstalkConn *conn, uint64 id)
-{
-	return id_command(conn, "touch", "TOUCHED", NULL, id, 0, 0) == BS_OK;
-}
-
-bool
 bs_kick_job(BeanstalkConn *conn, uint64 id)
 {
 	return id_command(conn, "kick-job", "KICKED", NULL, id, 0, 0) == BS_OK;

@@ -92,7 +92,6 @@ extern BsStatus bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job);
 extern bool bs_delete(BeanstalkConn *conn, uint64 id);
 extern BsStatus bs_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay);
 extern bool bs_bury(BeanstalkConn *conn, uint64 id, uint64 pri);
-extern bool bs_touch(BeanstalkConn *conn, uint64 id);
 extern void bs_send_raw_touch(BeanstalkConn *conn, const char *cmd, size_t len);
 extern void bs_drain_pending(BeanstalkConn *conn);
 

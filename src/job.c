@@ -76,9 +76,9 @@ job_check_kwargs(Jsonb *kwargs)
 						   JB_ROOT_IS_SCALAR(kwargs) ? "scalar" : "array")));
 }
 
-/* NULL means jobq.default_priority (passed in value by the caller then) */
+/* a priority for beanstalkd, checked */
 uint64
-job_priority_arg(bool isnull, int64 value)
+job_priority_arg(int64 value)
 {
 	if (value < 0 || (uint64) value > BS_MAX_UINT32)
 		ereport(ERROR,

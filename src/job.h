@@ -40,7 +40,7 @@ typedef struct JobBody
 extern void job_check_tube(const char *tube);
 extern void job_check_func_name(const char *func_name);
 extern void job_check_kwargs(Jsonb *kwargs);
-extern uint64 job_priority_arg(bool isnull, int64 value);
+extern uint64 job_priority_arg(int64 value);
 extern uint64 job_seconds_arg(bool isnull, Interval *value, const char *what,
 							  uint64 minimum, int default_s);
 

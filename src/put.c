@@ -61,8 +61,7 @@ put_spec_from_args(FunctionCallInfo fcinfo, JobSpec *spec)
 	job_check_tube(spec->tube);
 	job_check_func_name(spec->func_name);
 	job_check_kwargs(spec->kwargs);
-	spec->priority = job_priority_arg(PG_ARGISNULL(3),
-									  PG_ARGISNULL(3) ? jobq_default_priority : PG_GETARG_INT64(3));
+	spec->priority = job_priority_arg(PG_ARGISNULL(3) ? jobq_default_priority : PG_GETARG_INT64(3));
 	spec->delay = job_seconds_arg(PG_ARGISNULL(4), PG_ARGISNULL(4) ? NULL : PG_GETARG_INTERVAL_P(4),
 								  "delay", 0, jobq_default_delay);
 	spec->ttr = job_seconds_arg(PG_ARGISNULL(5), PG_ARGISNULL(5) ? NULL : PG_GETARG_INTERVAL_P(5),
@@ -146,8 +145,7 @@ put_spec_from_options(JobSpec *spec, Jsonb *options)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("option \"priority\" must be a number")));
-			spec->priority = job_priority_arg(false,
-											  DatumGetInt64(DirectFunctionCall1(numeric_int8,
+			spec->priority = job_priority_arg(DatumGetInt64(DirectFunctionCall1(numeric_int8,
 																				NumericGetDatum(p->val.numeric))));
 		}
 	}

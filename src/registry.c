@@ -81,9 +81,8 @@ handler_options(FunctionCallInfo fcinfo, int first, HandlerOptions *opt)
 }
 
 /*
- * The role the current registration of (tube, func_name) runs as, or
- * InvalidOid.  A registration may only be replaced or removed by someone who
- * could have made it.
+ * A registration may only be replaced or removed by a member of the role it
+ * runs as: error out if (tube, func_name) is registered for another role.
  */
 static void
 check_may_replace(const char *tube, const char *func_name)

@@ -40,7 +40,6 @@ typedef struct CachedCall
 {
 	char		key[CALL_KEY_LEN];	/* "fnoid:key1,key2,..." */
 	SPIPlanPtr	plan;
-	int			nargs;
 } CachedCall;
 
 static HTAB *call_cache = NULL;
@@ -328,7 +327,6 @@ call_function(Oid fn, Jsonb *kwargs)
 
 			cached = hash_search(call_cache, key.data, HASH_ENTER, &found);
 			cached->plan = plan;
-			cached->nargs = nkw;
 		}
 	}
 	ReleaseSysCache(proctup);

@@ -157,17 +157,14 @@ relay_batch(void)
 		bool		isnull;
 		Datum		seqs = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
-		if (isnull)
+		n = 0;
+		if (!isnull)
 		{
-			SPI_finish();
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-			return 0;
+			if (SPI_execute_plan(take_plan, &seqs, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+				elog(ERROR, "jobq: taking rows from the outbox failed");
+			n = (int) SPI_processed;
 		}
-		if (SPI_execute_plan(take_plan, &seqs, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
-			elog(ERROR, "jobq: taking rows from the outbox failed");
 	}
-	n = (int) SPI_processed;
 	if (n == 0)
 	{
 		SPI_finish();
