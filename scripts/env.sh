@@ -3,9 +3,17 @@
 # Installs what is missing, builds and installs jobq, and starts a private
 # beanstalkd and a private PostgreSQL cluster (jobq preloaded) as an
 # unprivileged user, on loopback ports of their own.  Everything started is
-# stopped by PID when the calling script exits.
+# stopped by PID when the calling script exits.  The work directory (server
+# logs, data, test output) is removed on success and kept, with a line
+# saying where, on failure or with KEEP_WORKDIR=1.
+#
+# Nothing here depends on the caller's environment: clusters are UTF-8 with
+# the C locale whatever LANG says (or if it is unset), and the unprivileged
+# user's commands run from a directory it can enter.
 
 set -euo pipefail
+export LC_ALL=C.UTF-8 LANG=C.UTF-8
+unset LANGUAGE
 
 JOBQ_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBQ_USER=${JOBQ_USER:-jobq}
@@ -14,7 +22,8 @@ PGPORT=${PGPORT:-55432}
 BSPORT=${BSPORT:-11391}
 DBNAME=${DBNAME:-jobq}
 
-say() { printf '\n== %s\n' "$*"; }
+# progress lines carry the seconds elapsed since the script started
+say() { printf '\n== [%3ds] %s\n' "$SECONDS" "$*"; }
 
 need_packages() {
     local missing=()
@@ -23,9 +32,11 @@ need_packages() {
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
-        say "installing ${missing[*]}"
+        local t0=$SECONDS
+        say "installing ${missing[*]} (apt-get, about a minute)"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        say "packages installed in $((SECONDS - t0)) s"
     fi
 }
 
@@ -47,10 +58,12 @@ make_workdir() {
     chmod 755 "$WORKDIR"
 }
 
-# runs a command as the unprivileged user; setpriv and env exec, so in
-# "${AS_USER[@]}" server & the PID in $! is the server's own
-AS_USER=(setpriv --reuid="$JOBQ_USER" --regid="$JOBQ_USER" --init-groups env)
-as_user() { "${AS_USER[@]}" HOME="$WORKDIR" "$@"; }
+# runs a command as the unprivileged user, from the work directory (which
+# it owns: the caller's directory, e.g. /root, is not one it can enter);
+# setpriv and env exec, so in "${AS_USER[@]}" server & the PID in $! is the
+# server's own
+AS_USER=(setpriv --reuid="$JOBQ_USER" --regid="$JOBQ_USER" --init-groups env --chdir=/)
+as_user() { "${AS_USER[@]}" --chdir="$WORKDIR" HOME="$WORKDIR" "$@"; }
 
 PIDS=()
 cleanup() {
@@ -61,7 +74,13 @@ cleanup() {
     fi
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [ "${KEEP_WORKDIR:-0}" != 1 ] && [ -n "${WORKDIR:-}" ]; then rm -rf "$WORKDIR"; fi
+    if [ -n "${WORKDIR:-}" ] && [ -d "$WORKDIR" ]; then
+        if [ $rc -ne 0 ] || [ "${KEEP_WORKDIR:-0}" = 1 ]; then
+            say "kept the work directory $WORKDIR (server logs: $WORKDIR/postgres.log)"
+        else
+            rm -rf "$WORKDIR"
+        fi
+    fi
     exit $rc
 }
 trap cleanup EXIT
@@ -83,7 +102,7 @@ start_beanstalkd() {
 # start_postgres [extra postgresql.conf lines...]
 start_postgres() {
     PGDATA=$WORKDIR/pgdata
-    as_user "$PGBIN/initdb" -D "$PGDATA" -A trust -U postgres --no-sync >/dev/null
+    as_user "$PGBIN/initdb" -D "$PGDATA" -A trust -U postgres -E UTF8 --locale=C --no-sync >/dev/null
     cat >>"$PGDATA/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $PGPORT
@@ -99,7 +118,7 @@ EOF
     [ "${JOBQ_CORE:-0}" = 1 ] && ulimit -c unlimited
     if [ "${JOBQ_VALGRIND:-0}" = 1 ]; then
         # every server process under memcheck (forked children stay in it)
-        "${AS_USER[@]}" HOME="$WORKDIR" valgrind --quiet --error-limit=no --num-callers=40 \
+        as_user valgrind --quiet --error-limit=no --num-callers=40 \
             --suppressions="$JOBQ_ROOT/test/valgrind.supp" \
             --log-file="$WORKDIR/valgrind.%p.log" \
             "$PGBIN/postgres" -D "$PGDATA" >"$WORKDIR/postgres.log" 2>&1 &

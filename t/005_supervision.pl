@@ -13,8 +13,7 @@ my $port = bs_port(40);
 my $bs = bs_start($port);
 
 # --- a database that does not exist yet, then an extension not created yet
-my $node = PostgreSQL::Test::Cluster->new('supervision');
-$node->init;
+my $node = init_node('supervision');
 # later lines win: the workers' database is one that does not exist yet
 jobq_conf($node, $port, "jobq.database = 'appdb'", "jobq.done_retention = '60s'");
 $node->start;

@@ -19,7 +19,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(
-  jobq_conf
+  init_node jobq_conf
   bs_port bs_start bs_stop bs_signal bs_refuses bs_answers bs_command bs_stats
   new_node wait_for query sql_ok wait_workers worker_pids log_since
   pid_gone wait_pid_gone wait_log bg_psql bg_running bg_finish
@@ -151,6 +151,15 @@ sub bs_stats
 	return \%h;
 }
 
+# a new cluster, UTF-8 with the C locale whatever the environment says
+sub init_node
+{
+	my ($name) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(extra => [ '-E', 'UTF8', '--locale=C' ]);
+	return $node;
+}
+
 # jobq's settings for a cluster, beanstalkd on $bsport, plus extra lines
 sub jobq_conf
 {
@@ -173,8 +182,7 @@ restart_after_crash = on
 sub new_node
 {
 	my ($name, $bsport, @extra) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	my $node = init_node($name);
 	jobq_conf($node, $bsport, @extra);
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION jobq');
