@@ -12,7 +12,8 @@
 #   5 trigger    INSERT with the jobq_enqueue row trigger vs without
 #   6 memory     RSS of every jobq process before/after many jobs
 # Verdicts are informational: exit status is 0 unless something broke.
-# --quick runs the same with small N (a CI smoke run, well under 2 minutes).
+# --quick runs the same with small N (a CI smoke run, well under 2 minutes);
+# BENCH_SECTIONS="2" runs only the sections listed.
 
 QUICK=0
 case "${1:-}" in
@@ -49,7 +50,7 @@ trap on_exit EXIT
 
 need_packages libpq-dev
 build_install
-make -C "$JOBQ_ROOT/bench" -s
+make -C "$JOBQ_ROOT/bench" -s PG_CONFIG="$PG_CONFIG"
 ensure_user
 make_workdir
 start_beanstalkd
@@ -98,6 +99,9 @@ echo "$CONFIG"
 
 # ---- reporting ----------------------------------------------------------
 
+# BENCH_SECTIONS="2 4" runs only those sections (all by default)
+want() { [[ " ${BENCH_SECTIONS:-1 2 3 4 5 6} " == *" $1 "* ]]; }
+
 REPORT=()
 hdr=$(printf '%-34s %16s %16s %7s %9s  %s' measurement jobq "raw beanstalkd" ratio target verdict)
 # verdict VALUE OP TARGET -> PASS or BELOW TARGET (OP: >=, <=, <)
@@ -136,6 +140,8 @@ must() {
 
 # ---- 1. put_now ---------------------------------------------------------
 
+if want 1; then
+
 say "1. put_now: $N_PUT jobq_put_now in one SELECT vs bs_raw put (2 alternating rounds, best of each)"
 best_put="" best_raw="" rounds=()
 for round in 1 2; do
@@ -155,8 +161,11 @@ done
 must "SELECT ready FROM jobq_tubes() WHERE tube = 'bench_now'" $((2 * (N_PUT + 1)))
 row "1 put_now jobs/s (N=$N_PUT)" "$best_put" "$best_raw" "$(ratio "$best_put" "$best_raw")" ">=" 0.8
 for r in "${rounds[@]}"; do note "$r"; done
+fi
 
 # ---- 2. workers ---------------------------------------------------------
+
+if want 2; then
 
 say "2. workers: $N_WORK jobs through 2 workers and a SQL handler vs bs_raw reserve"
 raw pput "$N_WORK" bench-raw-res >/dev/null
@@ -188,8 +197,11 @@ WORK_RATE=$(rate "$N_WORK" "$work_secs")
 row "2 workers jobs/s (N=$N_WORK)" "$WORK_RATE" "$RAW_RATE" "$(ratio "$WORK_RATE" "$RAW_RATE")" ">=" 0.5
 note "clock: from the start of enqueueing (handler registered and warm) until all rows exist;"
 note "jobq ${work_secs}s (of which enqueue ${enq_secs}s); raw sequential reserve+delete ${RAW_SECS}s"
+fi
 
 # ---- 3. outbox ----------------------------------------------------------
+
+if want 3; then
 
 say "3. outbox: $N_OB jobq_put in one transaction until all ready vs bs_raw pput"
 raw pput "$N_OB" bench-raw-pput
@@ -208,8 +220,11 @@ must "SELECT count(*) FROM jobq.outbox" 0
 OB_RATE=$(rate "$N_OB" "$ob_secs")
 row "3 outbox jobs/s (N=$N_OB)" "$OB_RATE" "$RAW_RATE" "$(ratio "$OB_RATE" "$RAW_RATE")" ">=" 0.4
 note "jobq ${ob_secs}s: statement+commit ${ob_stmt}s, then relay; raw pipelined put ${RAW_SECS}s"
+fi
 
 # ---- 4. latency ---------------------------------------------------------
+
+if want 4; then
 
 say "4. latency: $N_LAT single-job transactions, commit to ready"
 out=$("$LAT" "host=$WORKDIR port=$PGPORT user=postgres dbname=$DBNAME" 127.0.0.1 "$BSPORT" \
@@ -218,8 +233,11 @@ read -r _ _ p50 p90 p99 pmax e50 e99 s50 <<<"$out"
 emit "4 commit-to-ready p50 ms (N=$N_LAT)" "$p50" "-" "-" "< 2 ms" "$(verdict "$p50" "<" 2)"
 note "commit-to-ready p90 ${p90} ms, p99 ${p99} ms, max ${pmax} ms"
 note "statement sent to ready p50 ${e50} ms, p99 ${e99} ms; the statement itself p50 ${s50} ms"
+fi
 
 # ---- 5. trigger ---------------------------------------------------------
+
+if want 5; then
 
 say "5. trigger: INSERT of $N_TRG rows with the jobq_enqueue trigger vs without"
 sql <<'SQL'
@@ -255,8 +273,11 @@ row "5 trigger INSERT s (N=$N_TRG)" "$(printf '%.3f' "$best_trg")" "$(printf '%.
     "$TRG_RATIO" "<=" 3
 note "best of 2 rounds each; 'raw' column: the same INSERT without the trigger"
 for r in "${rounds[@]}"; do note "$r"; done
+fi
 
 # ---- 6. memory ----------------------------------------------------------
+
+if want 6; then
 
 say "6. memory: $N_MEM jobs through the relay and the workers, RSS per jobq process"
 sql <<'SQL'
@@ -329,6 +350,7 @@ while read -r pid kind; do
         "${ANON[start,$pid]}" "${ANON[mid,$pid]}" "${ANON[end,$pid]}" $(( ${ANON[end,$pid]} - ${ANON[start,$pid]} )))"
 done <<<"$PROCS"
 note "VmRSS includes the shared buffers a process touched; RssAnon is its private heap"
+fi
 
 # ---- summary ------------------------------------------------------------
 

@@ -17,7 +17,11 @@ unset LANGUAGE
 
 JOBQ_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBQ_USER=${JOBQ_USER:-jobq}
+# the PostgreSQL 15 to build against and run (PG_CONFIG=... for another one)
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGBIN=/usr/lib/postgresql/15/bin
+PGXS_DIR=/usr/lib/postgresql/15/lib/pgxs
+PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
 PGPORT=${PGPORT:-55432}
 BSPORT=${BSPORT:-11391}
 DBNAME=${DBNAME:-jobq}
@@ -41,10 +45,13 @@ need_packages() {
 }
 
 build_install() {
+    PGBIN=$("$PG_CONFIG" --bindir)
+    PGXS_DIR=$(dirname "$(dirname "$(dirname "$("$PG_CONFIG" --pgxs)")")")
+    PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
     say "building and installing jobq"
-    make -C "$JOBQ_ROOT" -s clean >/dev/null
-    make -C "$JOBQ_ROOT" -s
-    make -C "$JOBQ_ROOT" -s install >/dev/null
+    make -C "$JOBQ_ROOT" -s PG_CONFIG="$PG_CONFIG" clean >/dev/null
+    make -C "$JOBQ_ROOT" -s PG_CONFIG="$PG_CONFIG"
+    make -C "$JOBQ_ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 }
 
 ensure_user() {

@@ -18,8 +18,8 @@ source "$(dirname "$0")/env.sh"
 need_packages
 [ "${JOBQ_VALGRIND:-0}" = 1 ] && need_packages valgrind
 build_install
-make -C "$JOBQ_ROOT/examples/c_handler" -s
-make -C "$JOBQ_ROOT/examples/c_handler" -s install >/dev/null
+make -C "$JOBQ_ROOT/examples/c_handler" -s PG_CONFIG="$PG_CONFIG"
+make -C "$JOBQ_ROOT/examples/c_handler" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 ensure_user
 make_workdir
 cp -r "$JOBQ_ROOT/sql" "$JOBQ_ROOT/expected" "$JOBQ_ROOT/test" "$JOBQ_ROOT/t" "$WORKDIR/"
@@ -44,7 +44,7 @@ TESTS=(${JOBQ_TESTS:-put_now admin workers dispatch outbox trigger})
 say "pg_regress: ${TESTS[*]}"
 set +e
 as_user PGHOST="$WORKDIR" PGPORT="$PGPORT" PGUSER=postgres \
-    /usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
+    "$PG_REGRESS" \
     --use-existing --dbname="$DBNAME" --inputdir=. --outputdir=. \
     --bindir="$PGBIN" "${TESTS[@]}"
 rc=$?
@@ -66,9 +66,9 @@ if [ "${JOBQ_VALGRIND:-0}" != 1 ]; then
         t0=$SECONDS
         say "TAP $f (started $(date +%T))"
         set +e
-        as_user PATH="$PGBIN:$PATH" PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
+        as_user PATH="$PGBIN:$PATH" PG_REGRESS="$PG_REGRESS" \
             JOBQ_BSPORT_BASE=$((BSPORT + 10)) \
-            prove -I /usr/lib/postgresql/15/lib/pgxs/src/test/perl -I "$WORKDIR/t" "$f"
+            prove -I "$PGXS_DIR/src/test/perl" -I "$WORKDIR/t" "$f"
         rc=$?
         set -e
         if [ $rc -eq 0 ]; then
