@@ -8,6 +8,8 @@ OBJS = \
 	src/jobq.o \
 	src/shmem.o \
 	src/schema.o \
+	src/signing.o \
+	src/producer_acl.o \
 	src/beanstalk.o \
 	src/job.o \
 	src/job_json.o \
@@ -22,7 +24,7 @@ OBJS = \
 	worker/relay.o
 
 EXTENSION = jobq
-DATA = sql/jobq--1.0.sql
+DATA = sql/jobq--1.0.sql sql/jobq--1.0--1.1.sql
 PGFILEDESC = "jobq - beanstalkd job queue for PostgreSQL"
 
 SHLIB_LINK += -ljansson

@@ -197,18 +197,22 @@ LANGUAGE C VOLATILE STRICT;
 CREATE VIEW jobq.workers AS SELECT * FROM jobq_worker_status();
 
 -- Everything that reads or changes the queue is for granted roles only.
+-- (Every name qualified: this runs as a superuser with the target schema,
+-- which others may be able to create objects in, on the search_path.)
 DO $$
 DECLARE
-    f regprocedure;
+    f pg_catalog.regprocedure;
 BEGIN
     FOR f IN
-        SELECT p.oid::regprocedure
-          FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid
-         WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'jobq')
-           AND d.classid = 'pg_proc'::regclass
-           AND p.proname LIKE 'jobq\_%'
+        SELECT p.oid::pg_catalog.regprocedure
+          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d ON d.objid OPERATOR(pg_catalog.=) p.oid
+         WHERE d.refobjid OPERATOR(pg_catalog.=)
+               (SELECT e.oid FROM pg_catalog.pg_extension e
+                 WHERE e.extname OPERATOR(pg_catalog.=) 'jobq')
+           AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND p.proname OPERATOR(pg_catalog.~~) 'jobq\_%'
     LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;
 END
 $$;

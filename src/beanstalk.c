@@ -41,6 +41,9 @@ int			jobq_io_timeout = 5000;
 /* positions in a connection's WaitEventSet */
 #define WES_SOCKET	0
 
+#define RBUF_INITIAL	8192
+#define RBUF_KEEP		(64 * 1024)	/* a bigger read buffer is given back when empty */
+
 static const char *const error_replies[] = {
 	"OUT_OF_MEMORY", "INTERNAL_ERROR", "BAD_FORMAT", "UNKNOWN_COMMAND",
 	"EXPECTED_CRLF", "JOB_TOO_BIG", "DRAINING", NULL
@@ -161,7 +164,7 @@ bs_init(BeanstalkConn *conn, const char *server, MemoryContext mcxt)
 	conn->fd = PGINVALID_SOCKET;
 	conn->max_job_size = -1;
 	old = MemoryContextSwitchTo(mcxt);
-	conn->rcap = 8192;
+	conn->rcap = RBUF_INITIAL;
 	conn->rbuf = palloc(conn->rcap);
 	initStringInfo(&conn->wbuf);
 	MemoryContextSwitchTo(old);
@@ -178,6 +181,21 @@ bs_set_server(BeanstalkConn *conn, const char *server)
 	strlcpy(conn->server, server, sizeof(conn->server));
 	bs_check_server(server, conn->host, sizeof(conn->host),
 					conn->port, sizeof(conn->port), &detail);
+}
+
+/*
+ * Give back a read buffer that a big reply (or a hostile server announcing
+ * one) grew, once nothing in it is left to consume.
+ */
+static void
+bs_shrink_rbuf(BeanstalkConn *conn)
+{
+	if (conn->rcap <= RBUF_KEEP || conn->rstart != conn->rend)
+		return;
+	pfree(conn->rbuf);
+	conn->rbuf = MemoryContextAlloc(conn->mcxt, RBUF_INITIAL);
+	conn->rcap = RBUF_INITIAL;
+	conn->rstart = conn->rend = 0;
 }
 
 void
@@ -200,8 +218,11 @@ bs_close(BeanstalkConn *conn)
 	if (conn->wbuf.data != NULL)
 		resetStringInfo(&conn->wbuf);
 	conn->pending = 0;
+	conn->touch_len = 0;
+	conn->touch_rem = 0;
 	strcpy(conn->used_tube, "default");
 	conn->max_job_size = -1;
+	bs_shrink_rbuf(conn);
 }
 
 bool
@@ -672,6 +693,7 @@ bs_request(BeanstalkConn *conn, const char *what, TimestampTz deadline)
 static void
 bs_begin(BeanstalkConn *conn)
 {
+	bs_shrink_rbuf(conn);
 	bs_ensure(conn);
 	if (conn->pending != 0)
 		elog(ERROR, "jobq: beanstalkd request started with %d replies pending",
@@ -865,6 +887,18 @@ bs_read_put_reply(BeanstalkConn *conn, uint64 *id)
 void
 bs_drain_pending(BeanstalkConn *conn)
 {
+	Assert(conn->touch_len == 0);
+	if (conn->touch_rem > 0 && conn->fd != PGINVALID_SOCKET)
+	{
+		size_t		len = strlen(conn->touch_cmd);
+
+		resetStringInfo(&conn->wbuf);
+		appendBinaryStringInfo(&conn->wbuf, conn->touch_cmd + len - conn->touch_rem,
+							   conn->touch_rem);
+		conn->touch_rem = 0;
+		if (!bs_send_all(conn))
+			bs_lost(conn, "touch");
+	}
 	while (conn->pending > 0)
 	{
 		char	   *line = bs_read_pending(conn, "touch");
@@ -1067,18 +1101,55 @@ bs_pause_tube(BeanstalkConn *conn, const char *tube, uint64 delay)
 }
 
 /*
- * Write a touch command from a signal handler (timeout.c's handlers run in
- * one).  Only write(2) is used; the reply is consumed by the main code
- * through conn->pending once the handler has finished.
+ * Touching a reserved job while its handler runs: bs_touch_arm prepares the
+ * command, and a timer's signal handler calls bs_send_raw_touch, which only
+ * uses send(2).  The reply is consumed by the main code through
+ * conn->pending once the timer is off (bs_drain_pending).  A send that
+ * writes part of the command (a full socket buffer) leaves the rest in
+ * touch_rem: later ticks finish that command before starting another, and
+ * bs_drain_pending sends what is still left before it reads a reply, so
+ * the server never sees a torn command followed by another one.
  */
 void
-bs_send_raw_touch(BeanstalkConn *conn, const char *cmd, size_t len)
+bs_touch_arm(BeanstalkConn *conn, uint64 id)
+{
+	Assert(conn->touch_rem == 0);
+	snprintf(conn->touch_cmd, sizeof(conn->touch_cmd), "touch " UINT64_FORMAT "\r\n", id);
+	conn->touch_len = strlen(conn->touch_cmd);
+}
+
+/* no more touches; one partly sent is completed by bs_drain_pending */
+void
+bs_touch_disarm(BeanstalkConn *conn)
+{
+	conn->touch_len = 0;
+}
+
+void
+bs_send_raw_touch(BeanstalkConn *conn)
 {
 	int			save_errno = errno;
+	size_t		len = strlen(conn->touch_cmd);
+	ssize_t		n;
 
-	if (conn->fd != PGINVALID_SOCKET &&
-		send(conn->fd, cmd, len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t) len)
-		conn->pending++;
+	if (conn->fd == PGINVALID_SOCKET || conn->touch_len == 0)
+		return;
+	if (conn->touch_rem > 0)
+	{
+		n = send(conn->fd, conn->touch_cmd + len - conn->touch_rem, conn->touch_rem,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0)
+			conn->touch_rem -= n;
+	}
+	else
+	{
+		n = send(conn->fd, conn->touch_cmd, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0)
+		{
+			conn->pending++;
+			conn->touch_rem = len - n;
+		}
+	}
 	errno = save_errno;
 }
 

@@ -36,7 +36,11 @@ typedef struct BeanstalkConn
 	size_t		rend;
 	size_t		rcap;
 	StringInfoData wbuf;		/* requests not yet sent (pipelining) */
-	int			pending;		/* replies expected for requests in wbuf/sent */
+	volatile int pending;		/* replies expected for requests in wbuf/sent */
+	/* the touch that a timer sends from a signal handler (bs_touch_arm) */
+	char		touch_cmd[48];
+	size_t		touch_len;		/* 0: not armed */
+	volatile size_t touch_rem;	/* bytes of a partly sent touch still to send */
 	char		used_tube[BS_MAX_NAME + 1];
 	int64		max_job_size;	/* from "stats", -1 until read */
 } BeanstalkConn;
@@ -92,7 +96,9 @@ extern BsStatus bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job);
 extern bool bs_delete(BeanstalkConn *conn, uint64 id);
 extern BsStatus bs_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay);
 extern bool bs_bury(BeanstalkConn *conn, uint64 id, uint64 pri);
-extern void bs_send_raw_touch(BeanstalkConn *conn, const char *cmd, size_t len);
+extern void bs_touch_arm(BeanstalkConn *conn, uint64 id);
+extern void bs_touch_disarm(BeanstalkConn *conn);
+extern void bs_send_raw_touch(BeanstalkConn *conn);
 extern void bs_drain_pending(BeanstalkConn *conn);
 
 /* administration */

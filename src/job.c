@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include <ctype.h>
+#include <math.h>
 
 #include "common/int.h"
 #include "common/jsonapi.h"
@@ -27,6 +28,7 @@
 
 #include "beanstalk.h"
 #include "job.h"
+#include "signing.h"
 
 void
 job_check_tube(const char *tube)
@@ -58,6 +60,42 @@ job_check_func_name(const char *func_name)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid func_name of %zu bytes", len),
 				 errdetail("A func_name is 1 to %d bytes long.", JOB_MAX_FUNC_NAME)));
+	if (!job_func_name_printable(func_name, len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid func_name: it contains a control character"),
+				 errdetail("A func_name is printable text: no byte below 0x20, and no 0x7f.")));
+}
+
+/* no control characters: a func_name ends up in log lines and messages */
+bool
+job_func_name_printable(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c < 0x20 || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * An interval as microseconds, saturating at the int64 range instead of
+ * overflowing (a month counts 30 days, as interval arithmetic does).
+ */
+int64
+job_interval_usecs(const Interval *iv)
+{
+	int64		days = (int64) iv->month * DAYS_PER_MONTH + iv->day;
+	int64		usecs;
+
+	if (pg_mul_s64_overflow(days, USECS_PER_DAY, &usecs))
+		return days < 0 ? PG_INT64_MIN : PG_INT64_MAX;
+	if (pg_add_s64_overflow(usecs, iv->time, &usecs))
+		return iv->time < 0 ? PG_INT64_MIN : PG_INT64_MAX;
+	return usecs;
 }
 
 void
@@ -160,6 +198,27 @@ append_json_string(StringInfo out, const char *s, int len)
 	pfree(copy);
 }
 
+/*
+ * Workers read numbers as doubles (integers too, however long), so a number
+ * whose magnitude a double cannot hold could be enqueued but never decoded:
+ * refuse it here.  Only numbers of 309 digits or more before the point are
+ * worth a closer look (DBL_MAX is about 1.8e308).
+ */
+static void
+check_wire_number(const char *text)
+{
+	const char *p = text + (text[0] == '-');
+	size_t		intdigits = strspn(p, "0123456789");
+
+	if (intdigits >= 309 && isinf(strtod(text, NULL)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("number in kwargs is out of range for a job"),
+				 errdetail("Job bodies carry numbers whose magnitude fits a double precision value (below about 1.8e308); this one has %zu digits.",
+						   intdigits),
+				 errhint("Pass it as a string.")));
+}
+
 static void
 append_scalar(StringInfo out, JsonbValue *v)
 {
@@ -175,9 +234,13 @@ append_scalar(StringInfo out, JsonbValue *v)
 			append_json_string(out, v->val.string.val, v->val.string.len);
 			break;
 		case jbvNumeric:
-			appendStringInfoString(out,
-								   DatumGetCString(DirectFunctionCall1(numeric_out,
-																	   NumericGetDatum(v->val.numeric))));
+			{
+				char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out,
+																	   NumericGetDatum(v->val.numeric)));
+
+				check_wire_number(text);
+				appendStringInfoString(out, text);
+			}
 			break;
 		default:
 			elog(ERROR, "jobq: unexpected jsonb value type %d", (int) v->type);
@@ -257,14 +320,10 @@ job_encode(const JobSpec *spec, const pg_uuid_t *id, size_t *len)
 	appendStringInfoString(&buf, "\"}");
 
 	utf8 = pg_server_to_any(buf.data, buf.len, PG_UTF8);
-	if (utf8 != buf.data)
-	{
-		pfree(buf.data);
-		*len = strlen(utf8);
-		return utf8;
-	}
-	*len = buf.len;
-	return buf.data;
+	*len = (utf8 != buf.data) ? strlen(utf8) : (size_t) buf.len;
+	if (signing_enabled())
+		return signing_sign(utf8, len);
+	return utf8;
 }
 
 /* The value of key in a jsonb object, or NULL. */

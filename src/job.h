@@ -39,6 +39,8 @@ typedef struct JobBody
 
 extern void job_check_tube(const char *tube);
 extern void job_check_func_name(const char *func_name);
+extern bool job_func_name_printable(const char *s, size_t len);
+extern int64 job_interval_usecs(const Interval *iv);
 extern void job_check_kwargs(Jsonb *kwargs);
 extern uint64 job_priority_arg(int64 value);
 extern uint64 job_seconds_arg(bool isnull, Interval *value, const char *what,

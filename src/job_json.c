@@ -50,7 +50,12 @@ job_json_check(const char *body, size_t len, JobBody *job, char **error)
 	volatile bool ok = false;
 
 	*error = NULL;
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	/*
+	 * Integers as doubles: jansson's own integers stop at 2^63, and jobq
+	 * reads the kwargs' numbers from PostgreSQL's jsonb anyway (job.c); what
+	 * jobq_put accepts is checked to fit a double (check_wire_number).
+	 */
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
 	if (root == NULL)
 	{
 		*error = psprintf("body is not valid JSON: %s (at byte %d)", jerr.text, jerr.position);
@@ -64,7 +69,8 @@ job_json_check(const char *body, size_t len, JobBody *job, char **error)
 		else if (!json_is_string(v = json_object_get(root, "func_name")))
 			*error = pstrdup("body has no string \"func_name\"");
 		else if (json_string_length(v) == 0 || json_string_length(v) > JOB_MAX_FUNC_NAME ||
-				 strlen(json_string_value(v)) != json_string_length(v))
+				 strlen(json_string_value(v)) != json_string_length(v) ||
+				 !job_func_name_printable(json_string_value(v), json_string_length(v)))
 			*error = pstrdup("body has an invalid \"func_name\"");
 		else
 		{

@@ -22,6 +22,7 @@ _PG_init(void)
 {
 	beanstalk_init_gucs();
 	put_init_gucs();
+	signing_init_gucs();
 	launcher_init_gucs();
 	MarkGUCPrefixReserved("jobq");
 

@@ -26,8 +26,11 @@ extern char *jobq_database;
 extern int	jobq_workers;
 extern bool jobq_touch_jobs;
 extern int	jobq_done_retention;	/* s */
+extern int	jobq_failed_retention;	/* s */
+extern int	jobq_max_handler_time;	/* ms */
 
 extern void beanstalk_init_gucs(void);
+extern void signing_init_gucs(void);
 extern void put_init_gucs(void);
 extern void launcher_init_gucs(void);
 extern void launcher_register(void);

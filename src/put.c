@@ -9,6 +9,7 @@
 #include <limits.h>
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -17,6 +18,7 @@
 #include "beanstalk.h"
 #include "jobq.h"
 #include "job.h"
+#include "producer_acl.h"
 #include "put.h"
 
 int			jobq_default_priority = 1024;
@@ -61,6 +63,7 @@ put_spec_from_args(FunctionCallInfo fcinfo, JobSpec *spec)
 	job_check_tube(spec->tube);
 	job_check_func_name(spec->func_name);
 	job_check_kwargs(spec->kwargs);
+	acl_check_producer(GetUserId(), spec->tube, spec->func_name);
 	spec->priority = job_priority_arg(PG_ARGISNULL(3) ? jobq_default_priority : PG_GETARG_INT64(3));
 	spec->delay = job_seconds_arg(PG_ARGISNULL(4), PG_ARGISNULL(4) ? NULL : PG_GETARG_INTERVAL_P(4),
 								  "delay", 0, jobq_default_delay);

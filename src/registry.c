@@ -6,6 +6,13 @@
  * runs jobs named (tube, func_name), as which role.  Nobody can make a job
  * run anything that was not registered here, and nobody can register a
  * handler that runs as a role they could not act as themselves.
+ *
+ * The rule, checked here as the caller (before switching to the tables'
+ * owner) and again by the worker at every dispatch: a handler runs as
+ * run_as, and both the role that registers it and the owner of its
+ * function must be members of run_as; run_as must be allowed to execute
+ * the function.  Only members of run_as replace, remove or grant a
+ * registration.
  */
 #include "postgres.h"
 
@@ -28,6 +35,7 @@
 #include "job.h"
 #include "jobq.h"
 #include "outbox.h"
+#include "producer_acl.h"
 #include "schema.h"
 
 PG_FUNCTION_INFO_V1(jobq_register);
@@ -35,6 +43,8 @@ PG_FUNCTION_INFO_V1(jobq_register_c);
 PG_FUNCTION_INFO_V1(jobq_unregister);
 PG_FUNCTION_INFO_V1(jobq_retry_failed);
 PG_FUNCTION_INFO_V1(jobq_retry_failed_tube);
+PG_FUNCTION_INFO_V1(jobq_grant);
+PG_FUNCTION_INFO_V1(jobq_revoke);
 
 /* the options that both register functions take, from argument 'first' on */
 typedef struct HandlerOptions
@@ -44,12 +54,6 @@ typedef struct HandlerOptions
 	Interval   *backoff;
 	Interval   *timeout;		/* NULL: the job's ttr bounds it */
 } HandlerOptions;
-
-static int64
-interval_usecs(const Interval *iv)
-{
-	return iv->time + (iv->day + (int64) iv->month * DAYS_PER_MONTH) * USECS_PER_DAY;
-}
 
 static void
 handler_options(FunctionCallInfo fcinfo, int first, HandlerOptions *opt)
@@ -65,11 +69,11 @@ handler_options(FunctionCallInfo fcinfo, int first, HandlerOptions *opt)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_attempts must be at least 1")));
-	if (opt->backoff != NULL && interval_usecs(opt->backoff) < 0)
+	if (opt->backoff != NULL && job_interval_usecs(opt->backoff) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("backoff must not be negative")));
-	if (opt->timeout != NULL && interval_usecs(opt->timeout) <= 0)
+	if (opt->timeout != NULL && job_interval_usecs(opt->timeout) <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must be positive")));
@@ -81,11 +85,14 @@ handler_options(FunctionCallInfo fcinfo, int first, HandlerOptions *opt)
 }
 
 /*
- * A registration may only be replaced or removed by a member of the role it
- * runs as: error out if (tube, func_name) is registered for another role.
+ * A registration may only be replaced, removed or granted by a member of the
+ * role it runs as: error out if (tube, func_name) is registered for a role
+ * that 'caller' is not a member of.  Runs as the tables' owner (the caller
+ * cannot read them), so the caller is passed in.  Returns whether there is
+ * such a registration.
  */
-static void
-check_may_replace(const char *tube, const char *func_name)
+static bool
+check_may_replace(Oid caller, const char *tube, const char *func_name)
 {
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
@@ -93,8 +100,10 @@ check_may_replace(const char *tube, const char *func_name)
 
 	values[0] = CStringGetTextDatum(tube);
 	values[1] = CStringGetTextDatum(func_name);
-	rc = SPI_execute_with_args("SELECT run_as::oid FROM jobq.handlers WHERE tube = $1 AND func_name = $2",
-							   2, types, values, NULL, true, 1);
+	rc = SPI_execute_with_args("SELECT run_as::pg_catalog.oid FROM jobq.handlers "
+							   "WHERE tube OPERATOR(pg_catalog.=) $1 "
+							   "AND func_name OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+							   2, types, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "jobq: registry lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 1)
@@ -103,13 +112,15 @@ check_may_replace(const char *tube, const char *func_name)
 		Oid			owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 														   SPI_tuptable->tupdesc, 1, &isnull));
 
-		if (!is_member_of_role(GetUserId(), owner))
+		if (!is_member_of_role(caller, owner))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("handler for func_name \"%s\" on tube \"%s\" belongs to role \"%s\"",
 							func_name, tube, GetUserNameFromId(owner, true)),
-					 errhint("Only members of that role can replace or remove it.")));
+					 errhint("Only members of that role can replace, remove or grant it.")));
+		return true;
 	}
+	return false;
 }
 
 static void
@@ -141,18 +152,20 @@ upsert_handler(const char *tube, const char *func_name, Oid handler,
 
 	SPI_connect();
 	schema_become_owner(&owner);
-	check_may_replace(tube, func_name);
+	check_may_replace(caller, tube, func_name);
 	rc = SPI_execute_with_args(psprintf("INSERT INTO jobq.handlers AS h "
 										"(tube, func_name, handler, library, symbol, run_as, "
 										" max_attempts, backoff, timeout, registered_by) "
-										"VALUES ($1, $2, $3::regprocedure, $4, $5, $6::regrole, $7, "
-										"        coalesce($8, '1 s'), $9, %u::oid::regrole) "
+										"VALUES ($1, $2, $3::pg_catalog.regprocedure, $4, $5, "
+										"        $6::pg_catalog.regrole, $7, "
+										"        COALESCE($8, '1 s'::pg_catalog.interval), $9, "
+										"        %u::pg_catalog.oid::pg_catalog.regrole) "
 										"ON CONFLICT (tube, func_name) DO UPDATE SET "
 										" handler = excluded.handler, library = excluded.library, "
 										" symbol = excluded.symbol, run_as = excluded.run_as, "
 										" max_attempts = excluded.max_attempts, backoff = excluded.backoff, "
 										" timeout = excluded.timeout, registered_by = excluded.registered_by, "
-										" registered_at = now()", caller),
+										" registered_at = pg_catalog.now()", caller),
 							   9, types, values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "jobq: registry insert failed: %s", SPI_result_code_string(rc));
@@ -227,6 +240,19 @@ jobq_register(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("role \"%s\" may not execute function %s",
 						GetUserNameFromId(opt.run_as, false), format_procedure(handler))));
+	{
+		Oid			fn_owner = schema_func_owner(handler);
+
+		/* whoever can change the function's body must already hold run_as */
+		if (!is_member_of_role(fn_owner, opt.run_as))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("owner \"%s\" of function %s is not a member of role \"%s\"",
+							GetUserNameFromId(fn_owner, false), format_procedure(handler),
+							GetUserNameFromId(opt.run_as, false)),
+					 errdetail("A handler runs as run_as, so the owner of its function, who can change its body, must be a member of that role."),
+					 errhint("Pass run_as => the function's owner, or a role it is a member of.")));
+	}
 	upsert_handler(tube, func_name, handler, NULL, NULL, &opt);
 	PG_RETURN_VOID();
 }
@@ -265,6 +291,7 @@ jobq_unregister(PG_FUNCTION_ARGS)
 	char	   *func_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
+	Oid			caller = GetUserId();
 	OwnerContext owner;
 	int			rc;
 	bool		found;
@@ -273,8 +300,9 @@ jobq_unregister(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(func_name);
 	SPI_connect();
 	schema_become_owner(&owner);
-	check_may_replace(tube, func_name);
-	rc = SPI_execute_with_args("DELETE FROM jobq.handlers WHERE tube = $1 AND func_name = $2",
+	check_may_replace(caller, tube, func_name);
+	rc = SPI_execute_with_args("DELETE FROM jobq.handlers WHERE tube OPERATOR(pg_catalog.=) $1 "
+							   "AND func_name OPERATOR(pg_catalog.=) $2",
 							   2, types, values, NULL, false, 0);
 	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "jobq: registry delete failed: %s", SPI_result_code_string(rc));
@@ -290,7 +318,7 @@ jobq_unregister(PG_FUNCTION_ARGS)
  * Columns: id, job_id, bs_id, tube, func_name, kwargs, priority, ttr.
  */
 static void
-retry_row(SPITupleTable *tt, uint64 row)
+retry_row(Oid caller, SPITupleTable *tt, uint64 row)
 {
 	HeapTuple	tup = tt->vals[row];
 	TupleDesc	desc = tt->tupdesc;
@@ -311,6 +339,7 @@ retry_row(SPITupleTable *tt, uint64 row)
 				 errmsg("failed job " INT64_FORMAT " cannot be retried", failed_id),
 				 errdetail("Its body was not a valid jobq job.")));
 	spec.kwargs = DatumGetJsonbP(d);
+	acl_check_producer(caller, spec.tube, spec.func_name);
 	d = SPI_getbinval(tup, desc, 7, &isnull);
 	spec.priority = isnull ? 1024 : (uint64) DatumGetInt64(d);
 	spec.delay = 0;
@@ -342,6 +371,7 @@ retry_row(SPITupleTable *tt, uint64 row)
 static int64
 retry_where(const char *where, Datum arg, Oid argtype)
 {
+	Oid			caller = GetUserId();
 	OwnerContext owner;
 	int			rc;
 	int64		n;
@@ -360,7 +390,7 @@ retry_where(const char *where, Datum arg, Oid argtype)
 		SPITupleTable *tt = SPI_tuptable;
 
 		for (uint64 i = 0; i < (uint64) n; i++)
-			retry_row(tt, i);
+			retry_row(caller, tt, i);
 	}
 	SPI_finish();
 	return n;
@@ -370,12 +400,77 @@ retry_where(const char *where, Datum arg, Oid argtype)
 Datum
 jobq_retry_failed(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(retry_where("id = $1", PG_GETARG_DATUM(0), INT8OID) > 0);
+	PG_RETURN_BOOL(retry_where("id OPERATOR(pg_catalog.=) $1", PG_GETARG_DATUM(0), INT8OID) > 0);
 }
 
 /* jobq_retry_failed(tube text) -> number of jobs put back */
 Datum
 jobq_retry_failed_tube(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(retry_where("tube = $1", PG_GETARG_DATUM(0), TEXTOID));
+	PG_RETURN_INT64(retry_where("tube OPERATOR(pg_catalog.=) $1", PG_GETARG_DATUM(0), TEXTOID));
+}
+
+/*
+ * Add role to, or remove it from, the producers of (tube, func_name).
+ * Returns whether the list changed.
+ */
+static bool
+set_producer(const char *tube, const char *func_name, Oid role, bool grant)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, OIDOID};
+	Datum		values[3];
+	Oid			caller = GetUserId();
+	OwnerContext owner;
+	int			rc;
+	bool		changed;
+
+	job_check_tube(tube);
+	job_check_func_name(func_name);
+	values[0] = CStringGetTextDatum(tube);
+	values[1] = CStringGetTextDatum(func_name);
+	values[2] = ObjectIdGetDatum(role);
+	SPI_connect();
+	schema_become_owner(&owner);
+	if (!check_may_replace(caller, tube, func_name))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no handler is registered for func_name \"%s\" on tube \"%s\"",
+						func_name, tube)));
+	rc = SPI_execute_with_args(grant
+							   ? "UPDATE jobq.handlers SET producers = "
+							   "pg_catalog.array_append(producers, $3::pg_catalog.regrole) "
+							   "WHERE tube OPERATOR(pg_catalog.=) $1 AND func_name OPERATOR(pg_catalog.=) $2 "
+							   "AND NOT ($3 OPERATOR(pg_catalog.=) ANY (producers::pg_catalog.oid[]))"
+							   : "UPDATE jobq.handlers SET producers = "
+							   "pg_catalog.array_remove(producers::pg_catalog.oid[], $3)::pg_catalog.regrole[] "
+							   "WHERE tube OPERATOR(pg_catalog.=) $1 AND func_name OPERATOR(pg_catalog.=) $2 "
+							   "AND $3 OPERATOR(pg_catalog.=) ANY (producers::pg_catalog.oid[])",
+							   3, types, values, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "jobq: registry update failed: %s", SPI_result_code_string(rc));
+	changed = SPI_processed > 0;
+	schema_restore_user(&owner);
+	SPI_finish();
+	return changed;
+}
+
+/*
+ * jobq_grant(tube, func_name, role): members of role may enqueue jobs for
+ * the registration (which runs as its run_as).  Only members of run_as may
+ * grant.
+ */
+Datum
+jobq_grant(PG_FUNCTION_ARGS)
+{
+	(void) set_producer(name_arg(fcinfo, 0, "tube"), name_arg(fcinfo, 1, "func_name"),
+						PG_GETARG_OID(2), true);
+	PG_RETURN_VOID();
+}
+
+/* jobq_revoke(tube, func_name, role) -> whether role was a producer */
+Datum
+jobq_revoke(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(set_producer(name_arg(fcinfo, 0, "tube"), name_arg(fcinfo, 1, "func_name"),
+								PG_GETARG_OID(2), false));
 }

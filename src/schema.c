@@ -1,26 +1,40 @@
 /*
  * schema.c
- *		Acting on jobq's own tables with their owner's rights.
+ *		Running jobq's own SQL safely: with a pinned search_path, and on
+ *		jobq's tables with their owner's rights.
  *
  * The tables of schema jobq belong to the role that created the extension
  * and are not granted to anybody.  Functions that write them on a caller's
  * behalf (jobq_put, jobq_register, ...) switch to that owner for the SQL
- * they run, in the same way as PostgreSQL's own RI triggers do.  An error
- * inside restores the user through transaction abort.
+ * they run, in the same way as PostgreSQL's own RI triggers do.
+ *
+ * Whoever runs it, SQL that jobq builds never resolves a name through a
+ * search_path that somebody else controls (the caller's, a database- or
+ * role-level setting, or what a handler left behind): every scope below
+ * opens a GUC nest level and sets search_path to "pg_catalog, pg_temp" in
+ * it, as PostgreSQL's maintenance commands do, and the SQL itself
+ * schema-qualifies its functions and operators.  Leaving the scope undoes
+ * the setting; an error inside undoes it (and the user switch) through
+ * transaction or subtransaction abort.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
 #include "miscadmin.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
 #include "schema.h"
 
-static Oid
-jobq_tables_owner(void)
+#define PINNED_SEARCH_PATH	"pg_catalog, pg_temp"
+
+/* The owner of jobq's tables, hence of the extension's objects. */
+Oid
+schema_tables_owner(void)
 {
 	Oid			nsp = get_namespace_oid("jobq", true);
 	Oid			relid = OidIsValid(nsp) ? get_relname_relid("outbox", nsp) : InvalidOid;
@@ -40,16 +54,56 @@ jobq_tables_owner(void)
 	return owner;
 }
 
+/* Open a GUC nest level with search_path pinned; returns the level. */
+int
+schema_pin_search_path(void)
+{
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", PINNED_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+/* Close a level opened by schema_pin_search_path, undoing what it set. */
+void
+schema_unpin_search_path(int nest)
+{
+	AtEOXact_GUC(true, nest);
+}
+
+/*
+ * Become the tables' owner with search_path pinned.  The caller's identity
+ * stays in ctx->save_userid: check the caller's rights with it, never with
+ * GetUserId(), which now names the owner.
+ */
 void
 schema_become_owner(OwnerContext *ctx)
 {
 	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
-	SetUserIdAndSecContext(jobq_tables_owner(),
+	SetUserIdAndSecContext(schema_tables_owner(),
 						   ctx->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	ctx->guc_nest = schema_pin_search_path();
 }
 
 void
 schema_restore_user(OwnerContext *ctx)
 {
+	schema_unpin_search_path(ctx->guc_nest);
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
+}
+
+/* The owner of function fn, or InvalidOid if it is gone. */
+Oid
+schema_func_owner(Oid fn)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+	return owner;
 }

@@ -1,7 +1,8 @@
 /*
  * schema.h
- *		Acting on jobq's own tables (schema jobq) with their owner's rights,
- *		so that callers need EXECUTE on jobq's functions and nothing more.
+ *		Running jobq's own SQL with a pinned search_path, and on jobq's
+ *		tables (schema jobq) with their owner's rights, so that callers need
+ *		EXECUTE on jobq's functions and nothing more.
  */
 #ifndef JOBQ_SCHEMA_H
 #define JOBQ_SCHEMA_H
@@ -10,11 +11,16 @@
 
 typedef struct OwnerContext
 {
-	Oid			save_userid;
+	Oid			save_userid;	/* the caller: check its rights with this */
 	int			save_sec_context;
+	int			guc_nest;
 } OwnerContext;
 
+extern Oid	schema_tables_owner(void);
+extern int	schema_pin_search_path(void);
+extern void schema_unpin_search_path(int nest);
 extern void schema_become_owner(OwnerContext *ctx);
 extern void schema_restore_user(OwnerContext *ctx);
+extern Oid	schema_func_owner(Oid fn);
 
 #endif							/* JOBQ_SCHEMA_H */

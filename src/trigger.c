@@ -15,6 +15,7 @@
 #include "commands/trigger.h"
 #include "nodes/makefuncs.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -26,6 +27,7 @@
 
 #include "job.h"
 #include "outbox.h"
+#include "producer_acl.h"
 #include "put.h"
 
 PG_FUNCTION_INFO_V1(jobq_enqueue);
@@ -166,6 +168,7 @@ jobq_enqueue(PG_FUNCTION_ARGS)
 	spec.func_name = trigger->tgargs[1];
 	job_check_tube(spec.tube);
 	job_check_func_name(spec.func_name);
+	acl_check_producer(GetUserId(), spec.tube, spec.func_name);
 	put_spec_from_options(&spec,
 						  trigger->tgnargs == 3
 						  ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(trigger->tgargs[2])))

@@ -23,6 +23,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -36,21 +37,49 @@
 #define CALL_KEY_LEN	1024
 #define MAX_CACHED_CALLS 512
 
+/*
+ * A prepared call, keyed by the function and the parameter positions that
+ * the kwargs name, in their order: "fnoid:2,0," or "fnoid:*" for a single
+ * json(b) parameter.  Positions, unlike names, cannot contain the
+ * separators, so two different calls never share a key.
+ */
 typedef struct CachedCall
 {
-	char		key[CALL_KEY_LEN];	/* "fnoid:key1,key2,..." */
+	char		key[CALL_KEY_LEN];
 	SPIPlanPtr	plan;
 } CachedCall;
 
 static HTAB *call_cache = NULL;
+static bool call_cache_stale = false;	/* a function changed: start over */
+static bool proc_callback_registered = false;
 static SPIPlanPtr lookup_plan = NULL;
+
+/* CREATE OR REPLACE may rename parameters that cached calls name */
+static void
+proc_changed_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	call_cache_stale = true;
+}
+
+static void
+call_cache_reset(void)
+{
+	HASH_SEQ_STATUS seq;
+	CachedCall *c;
+
+	if (call_cache == NULL)
+		return;
+	hash_seq_init(&seq, call_cache);
+	while ((c = hash_seq_search(&seq)) != NULL)
+		SPI_freeplan(c->plan);
+	hash_destroy(call_cache);
+	call_cache = NULL;
+}
 
 static int64
 interval_ms(Datum d)
 {
-	Interval   *iv = DatumGetIntervalP(d);
-
-	return (iv->time + (iv->day + (int64) iv->month * DAYS_PER_MONTH) * USECS_PER_DAY) / 1000;
+	return job_interval_usecs(DatumGetIntervalP(d)) / 1000;
 }
 
 /*
@@ -70,9 +99,11 @@ dispatch_lookup(const char *tube, const char *func_name, Handler *h)
 	if (lookup_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT handler::oid, library, symbol, run_as::oid, "
-									   "max_attempts, backoff, timeout "
-									   "FROM jobq.handlers WHERE tube = $1 AND func_name = $2",
+		SPIPlanPtr	plan = SPI_prepare("SELECT handler::pg_catalog.oid, library, symbol, "
+									   "run_as::pg_catalog.oid, max_attempts, backoff, timeout, "
+									   "registered_by::pg_catalog.oid "
+									   "FROM jobq.handlers WHERE tube OPERATOR(pg_catalog.=) $1 "
+									   "AND func_name OPERATOR(pg_catalog.=) $2",
 									   2, types);
 
 		if (plan == NULL)
@@ -99,6 +130,7 @@ dispatch_lookup(const char *tube, const char *func_name, Handler *h)
 	h->backoff_ms = interval_ms(SPI_getbinval(tup, desc, 6, &isnull));
 	d = SPI_getbinval(tup, desc, 7, &isnull);
 	h->timeout_ms = isnull ? 0 : interval_ms(d);
+	h->registered_by = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
 	return true;
 }
 
@@ -224,6 +256,16 @@ call_function(Oid fn, Jsonb *kwargs)
 	given = palloc0(sizeof(bool) * (nargs + 1));
 	initStringInfo(&key);
 	appendStringInfo(&key, "%u:", fn);
+	if (!proc_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, proc_changed_callback, (Datum) 0);
+		proc_callback_registered = true;
+	}
+	if (call_cache_stale)
+	{
+		call_cache_reset();
+		call_cache_stale = false;
+	}
 
 	if (single_json)
 	{
@@ -272,7 +314,7 @@ call_function(Oid fn, Jsonb *kwargs)
 				nulls[nkw] = (v.type == jbvNull) ? 'n' : ' ';
 				values[nkw] = v.type == jbvNull ? (Datum) 0 :
 					CStringGetTextDatum(value_text(&v, argtypes[p] == JSONBOID || argtypes[p] == JSONOID));
-				appendStringInfo(&key, "%s,", keyname);
+				appendStringInfo(&key, "%d,", p);
 				nkw++;
 			}
 		}
@@ -331,6 +373,9 @@ call_function(Oid fn, Jsonb *kwargs)
 	}
 	ReleaseSysCache(proctup);
 
+	if (SPI_getargcount(plan) != nkw)
+		elog(ERROR, "jobq: prepared call of handler %u takes %d arguments, not %d",
+			 fn, SPI_getargcount(plan), nkw);
 	rc = SPI_execute_plan(plan, values, nulls, false, 1);
 	if (rc < 0)
 		elog(ERROR, "jobq: handler call failed: %s", SPI_result_code_string(rc));

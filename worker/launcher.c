@@ -43,6 +43,8 @@ char	   *jobq_database = NULL;
 int			jobq_workers = 2;
 bool		jobq_touch_jobs = true;
 int			jobq_done_retention = 7 * 24 * 3600;
+int			jobq_failed_retention = 30 * 24 * 3600;
+int			jobq_max_handler_time = 3600 * 1000;
 
 static int	my_slot = -1;
 
@@ -76,6 +78,20 @@ launcher_init_gucs(void)
 							&jobq_done_retention,
 							7 * 24 * 3600, 60, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("jobq.failed_retention",
+							"How long rows of jobq.failed are kept.",
+							"Bodies anyone can put end up there; older rows are pruned by the relay.",
+							&jobq_failed_retention,
+							30 * 24 * 3600, 60, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("jobq.max_handler_time",
+							"Longest a handler registered without a timeout may run.",
+							"A job's ttr (the producer's choice) can only shorten it.",
+							&jobq_max_handler_time,
+							3600 * 1000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 }
 
@@ -260,6 +276,34 @@ slot_detach(int code, Datum arg)
 	SpinLockRelease(&s->mutex);
 }
 
+/*
+ * The workers connect as the bootstrap superuser, and a database's owner
+ * can attach settings to the database (ALTER DATABASE ... SET) that every
+ * session there starts with.  None of them may steer jobq's own SQL or stop
+ * the workers: these session values override them.  search_path is pinned
+ * for jobq's SQL; handlers get their own in a GUC nest level of each job
+ * (worker.c), which also undoes whatever a handler sets.
+ */
+static void
+worker_session_settings(void)
+{
+	static const char *const settings[][2] = {
+		{"search_path", "pg_catalog, pg_temp"},
+		{"role", "none"},
+		{"default_transaction_read_only", "off"},
+		{"default_transaction_isolation", "read committed"},
+		{"default_transaction_deferrable", "off"},
+		{"statement_timeout", "0"},
+		{"lock_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+		{"session_replication_role", "origin"},
+		{"row_security", "on"},
+	};
+
+	for (int i = 0; i < lengthof(settings); i++)
+		SetConfigOption(settings[i][0], settings[i][1], PGC_SUSET, PGC_S_SESSION);
+}
+
 void
 worker_startup(int slot, const char *what)
 {
@@ -270,6 +314,7 @@ worker_startup(int slot, const char *what)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(jobq_database, NULL, 0);
+	worker_session_settings();
 	pgstat_report_appname(what);
 
 	SpinLockAcquire(&s->mutex);

@@ -2,8 +2,10 @@
  * relay.c
  *		The relay: moves committed jobs from jobq.outbox into beanstalkd.
  *
- * One batch is one transaction: delete up to BATCH_SIZE of the oldest rows
- * (RETURNING them), send them as pipelined puts in one write, read every
+ * One batch is one transaction: delete up to BATCH_SIZE of the oldest rows,
+ * and no more than BATCH_BYTES of bodies (at least one row, so a big job
+ * still goes, alone), RETURNING them; send them as pipelined puts in one
+ * write, read every
  * reply, and commit only once beanstalkd has answered for each.  If
  * beanstalkd is unreachable the transaction aborts, the rows are back, and
  * the relay retries with back-off, logging once per outage.  A row that the
@@ -13,7 +15,8 @@
  * The relay sleeps on its latch, which committing backends set (see
  * outbox.c); it also looks at the table every SWEEP_MS, for rows whose
  * commit woke nobody (COMMIT PREPARED, a relay restart).  Every
- * PRUNE_EVERY_MS it deletes expired rows of jobq.done in small batches.
+ * PRUNE_EVERY_MS it deletes expired rows of jobq.done and jobq.failed in
+ * small batches.
  *
  * A crash between the puts and the commit sends those rows again on the
  * next batch: delivery into beanstalkd is at least once, and the job ids
@@ -28,6 +31,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -40,6 +44,7 @@
 #include "worker.h"
 
 #define BATCH_SIZE		1000
+#define BATCH_BYTES		(8 * 1024 * 1024)	/* bodies per batch, beyond its first row */
 #define SWEEP_MS		1000
 #define PRUNE_EVERY_MS	60000
 #define PRUNE_BATCH		10000
@@ -54,6 +59,7 @@ typedef struct OutboxRow
 	int64		ttr;
 	Datum		id;				/* uuid */
 	char	   *func_name;
+	bool		too_big;		/* over the server's max-job-size: not sent */
 } OutboxRow;
 
 static BeanstalkConn *conn;
@@ -95,7 +101,9 @@ reject_row(const OutboxRow *row, const char *sqlstate, const char *message)
 
 		reject_plan = keep_plan("INSERT INTO jobq.failed (job_id, tube, func_name, kwargs, "
 								"sqlstate, message, priority, ttr, source) "
-								"VALUES ($1, $2, $3, (convert_from($4, 'UTF8')::jsonb)->'kwargs', "
+								"VALUES ($1, $2, $3, "
+								"pg_catalog.convert_from($4, 'UTF8')::pg_catalog.jsonb "
+								"OPERATOR(pg_catalog.->) 'kwargs', "
 								"$5, $6, $7, $8, 'relay')",
 								8, types);
 	}
@@ -117,6 +125,64 @@ reject_row(const OutboxRow *row, const char *sqlstate, const char *message)
 }
 
 /*
+ * The oldest seqs of the outbox, at most BATCH_SIZE of them and BATCH_BYTES
+ * of bodies past the first (octet_length reads the stored size, without
+ * detoasting); returns them as an int8[] datum, or 0 when the outbox is
+ * empty.
+ */
+static Datum
+pick_batch(void)
+{
+	Datum	   *seqs;
+	int			n = 0;
+	int64		bytes = 0;
+
+	if (pick_plan == NULL)
+	{
+		Oid			type = INT8ARRAYOID;
+
+		pick_plan = keep_plan(psprintf("SELECT seq, pg_catalog.octet_length(body) "
+									   "FROM jobq.outbox ORDER BY seq LIMIT %d",
+									   BATCH_SIZE), 0, NULL);
+		take_plan = keep_plan("DELETE FROM jobq.outbox "
+							  "WHERE seq OPERATOR(pg_catalog.=) ANY ($1) "
+							  "RETURNING seq, tube, body, priority, delay, ttr, id, func_name",
+							  1, &type);
+	}
+	if (SPI_execute_plan(pick_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "jobq: reading the outbox failed");
+	if (SPI_processed == 0)
+		return (Datum) 0;
+	seqs = palloc(sizeof(Datum) * SPI_processed);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		int64		len = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (n > 0 && bytes + len > BATCH_BYTES)
+			break;
+		bytes += len;
+		seqs[n++] = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
+	}
+	return PointerGetDatum(construct_array(seqs, n, INT8OID, sizeof(int64),
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* Delete the rows pick_batch chose; returns how many, in SPI_tuptable. */
+static int
+take_batch(void)
+{
+	Datum		seqs = pick_batch();
+
+	if (seqs == (Datum) 0)
+		return 0;
+	if (SPI_execute_plan(take_plan, &seqs, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "jobq: taking rows from the outbox failed");
+	return (int) SPI_processed;
+}
+
+/*
  * Send one batch.  Returns the number of outbox rows it took (0 when the
  * outbox is empty).  Throws on connection trouble; the caller's recovery
  * aborts the transaction, which puts the rows back.
@@ -128,6 +194,7 @@ relay_batch(void)
 	int			n;
 	int			sent = 0;
 	int			rejected = 0;
+	int64		max_size;
 	char		tube[BS_MAX_NAME + 1] = "";
 
 	SetCurrentStatementStartTimestamp();
@@ -140,31 +207,7 @@ relay_batch(void)
 	 * relay_session_settings): pick the oldest seqs, then delete exactly those.
 	 * Only the rows this DELETE returns are sent.
 	 */
-	if (pick_plan == NULL)
-	{
-		Oid			type = INT8ARRAYOID;
-
-		pick_plan = keep_plan(psprintf("SELECT array_agg(seq) FROM "
-									   "(SELECT seq FROM jobq.outbox ORDER BY seq LIMIT %d) s",
-									   BATCH_SIZE), 0, NULL);
-		take_plan = keep_plan("DELETE FROM jobq.outbox WHERE seq = ANY ($1) "
-							  "RETURNING seq, tube, body, priority, delay, ttr, id, func_name",
-							  1, &type);
-	}
-	if (SPI_execute_plan(pick_plan, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "jobq: reading the outbox failed");
-	{
-		bool		isnull;
-		Datum		seqs = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		n = 0;
-		if (!isnull)
-		{
-			if (SPI_execute_plan(take_plan, &seqs, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
-				elog(ERROR, "jobq: taking rows from the outbox failed");
-			n = (int) SPI_processed;
-		}
-	}
+	n = take_batch();
 	if (n == 0)
 	{
 		SPI_finish();
@@ -193,12 +236,21 @@ relay_batch(void)
 	}
 	qsort(rows, n, sizeof(OutboxRow), row_cmp);
 
-	/* the server's limit, once per connection, for jobq_put's early check */
-	pg_atomic_write_u64(&jobq_shared->max_job_size, (uint64) bs_max_job_size(conn));
+	/*
+	 * The server's limit, once per connection, for jobq_put's early check;
+	 * a row over it is never sent (the server would swallow it only to say
+	 * JOB_TOO_BIG, and one too big for our own buffers would fail the
+	 * batch for ever).
+	 */
+	max_size = bs_max_job_size(conn);
+	pg_atomic_write_u64(&jobq_shared->max_job_size, (uint64) max_size);
 
 	bs_pipeline_begin(conn);
 	for (int i = 0; i < n; i++)
 	{
+		rows[i].too_big = (int64) VARSIZE_ANY_EXHDR(rows[i].body) > max_size;
+		if (rows[i].too_big)
+			continue;
 		if (strcmp(tube, rows[i].tube) != 0)
 		{
 			bs_queue_use(conn, rows[i].tube);
@@ -208,13 +260,22 @@ relay_batch(void)
 					 (uint64) rows[i].ttr, VARDATA_ANY(rows[i].body),
 					 VARSIZE_ANY_EXHDR(rows[i].body));
 	}
-	bs_flush(conn);
+	if (conn->wbuf.len > 0)
+		bs_flush(conn);
 
 	tube[0] = '\0';
 	for (int i = 0; i < n; i++)
 	{
 		uint64		id;
 
+		if (rows[i].too_big)
+		{
+			reject_row(&rows[i], "54000",
+					   psprintf("job body of %zu bytes is larger than the server's max-job-size of " INT64_FORMAT " bytes",
+								(size_t) VARSIZE_ANY_EXHDR(rows[i].body), max_size));
+			rejected++;
+			continue;
+		}
 		if (strcmp(tube, rows[i].tube) != 0)
 		{
 			bs_read_use_reply(conn);
@@ -265,14 +326,20 @@ relay_batch(void)
 	return n;
 }
 
-/* Delete expired completion records, a bounded batch at a time. */
+/*
+ * Delete rows of table (jobq.done or jobq.failed) whose timestamp column is
+ * older than retention_s, a bounded batch per transaction.
+ */
 static void
-prune_done(void)
+prune_table(const char *table, const char *id_col, const char *ts_col, int retention_s)
 {
-	char	   *sql = psprintf("DELETE FROM jobq.done WHERE id = ANY (ARRAY("
-							   "SELECT id FROM jobq.done WHERE done_at < now() - interval '%d seconds' "
-							   "ORDER BY done_at LIMIT %d))",
-							   jobq_done_retention, PRUNE_BATCH);
+	char	   *sql = psprintf("DELETE FROM jobq.%s WHERE %s OPERATOR(pg_catalog.=) ANY (ARRAY("
+							   "SELECT %s FROM jobq.%s WHERE %s OPERATOR(pg_catalog.<) "
+							   "(pg_catalog.now() OPERATOR(pg_catalog.-) "
+							   "pg_catalog.make_interval(secs => %d)) "
+							   "ORDER BY %s LIMIT %d))",
+							   table, id_col, id_col, table, ts_col, retention_s,
+							   ts_col, PRUNE_BATCH);
 	uint64		n;
 
 	do
@@ -281,9 +348,9 @@ prune_done(void)
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "jobq relay: pruning jobq.done");
+		pgstat_report_activity(STATE_RUNNING, psprintf("jobq relay: pruning jobq.%s", table));
 		if (SPI_execute(sql, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "jobq: pruning jobq.done failed");
+			elog(ERROR, "jobq: pruning jobq.%s failed", table);
 		n = SPI_processed;
 		SPI_finish();
 		PopActiveSnapshot();
@@ -291,6 +358,13 @@ prune_done(void)
 		CHECK_FOR_INTERRUPTS();
 	} while (n == PRUNE_BATCH);
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static void
+prune_expired(void)
+{
+	prune_table("done", "id", "done_at", jobq_done_retention);
+	prune_table("failed", "id", "failed_at", jobq_failed_retention);
 }
 
 /*
@@ -370,7 +444,7 @@ jobq_relay_main(Datum arg)
 			if (n == 0 && TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), PRUNE_EVERY_MS))
 			{
 				last_prune = GetCurrentTimestamp();
-				prune_done();
+				prune_expired();
 			}
 		}
 		PG_CATCH();

@@ -5,29 +5,54 @@
  *
  * Order of events for one job:
  *	1. reserve (with a 1 s timeout, so registry changes and SIGHUP are seen)
- *	2. decode the body; a body that is not a jobq job is buried and recorded
- *	3. in one transaction: look up the handler, then in a subtransaction
- *	   record the job id in jobq.done (a second delivery of a completed job
- *	   finds it there and is dropped) and call the handler as its role
+ *	2. read the job's tube, ttr and reserve count (stats-job); check the
+ *	   body's signature (jobq.signing_key) and decode it; a body that is not
+ *	   a jobq job, is not signed as required, or names another tube than the
+ *	   one it was reserved from is buried and recorded
+ *	3. in one transaction: look up the handler and check that its
+ *	   registration still holds (run_as, the function's owner, EXECUTE);
+ *	   then in a subtransaction record the job id in jobq.done (a second
+ *	   delivery of a completed job finds it there and is dropped) and call
+ *	   the handler as its role
  *	4. commit, then delete the job; on failure, release it with back-off, or
  *	   bury it and record it in jobq.failed once max_attempts are used up
  * A crash between 4's commit and delete redelivers the job, and step 3
  * drops it: effects inside PostgreSQL happen once.
+ *
+ * Nothing a handler does outlives its job.  It runs as run_as with
+ * SECURITY_LOCAL_USERID_CHANGE, as in a SECURITY DEFINER function, so it
+ * cannot SET ROLE or SET SESSION AUTHORIZATION.  Its settings, session-level
+ * ones included, live in a GUC nest level that is undone when the job ends;
+ * then whatever else it left in the session goes, as DISCARD ALL would drop
+ * it: temporary objects, prepared statements, cursors, LISTENs,
+ * session-level advisory locks and sequence state (lastval).  So the next
+ * job, of whatever role, and jobq's own SQL start from the same session.
+ * (A SECURITY_RESTRICTED_OPERATION, as for index expressions, would forbid
+ * most of that up front, but PostgreSQL fires no deferred trigger inside
+ * one, and handlers rely on deferred constraints.)
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "catalog/namespace.h"
+#include "commands/async.h"
+#include "commands/prepare.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/portal.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
@@ -37,11 +62,16 @@
 #include "job.h"
 #include "jobq.h"
 #include "shmem.h"
+#include "schema.h"
+#include "signing.h"
 #include "worker.h"
 
 #define RESERVE_TIMEOUT_S	1
 #define REFRESH_TUBES_MS	1000
 #define RAW_BODY_KEEP		2048	/* bytes of a bad body kept in jobq.failed */
+#define MIN_TOUCH_MS		500
+/* what a handler's search_path starts as; functions pin their own with SET */
+#define HANDLER_SEARCH_PATH	"pg_catalog, public, pg_temp"
 
 static int	my_slot;
 static BeanstalkConn *conn;
@@ -51,10 +81,9 @@ static TimestampTz tubes_refreshed = 0;
 static char servers_now[256];
 static SPIPlanPtr done_plan = NULL;
 
-/* the touch timer writes this command from its signal handler */
+/* the touch timer sends the connection's touch command (bs_touch_arm) */
 static TimeoutId touch_timeout = MAX_TIMEOUTS;
-static char touch_cmd[64];
-static volatile size_t touch_len = 0;
+static bool touch_armed = false;
 
 /* the outcome of running one job */
 typedef struct Outcome
@@ -71,8 +100,7 @@ typedef struct Outcome
 static void
 touch_handler(void)
 {
-	if (touch_len > 0)
-		bs_send_raw_touch(conn, touch_cmd, touch_len);
+	bs_send_raw_touch(conn);
 }
 
 /* The tubes that have handlers, read in a short transaction. */
@@ -213,20 +241,33 @@ record_failure(const JobBody *body, const BsJob *job, const Outcome *out,
 		elog(ERROR, "jobq: recording a failed job failed: %s", SPI_result_code_string(rc));
 }
 
-/*
- * The job's ttr, and how many times beanstalkd has reserved it (this time
- * included): the attempt number.
- */
-static void
-job_stats(uint64 id, uint64 *ttr_ms, int *reserves)
+/* what stats-job says of a reserved job */
+typedef struct JobFacts
+{
+	char		tube[BS_MAX_NAME + 1];	/* the tube it was reserved from */
+	uint64		ttr_ms;
+	int			attempt;		/* beanstalkd's reserve count, this one included */
+} JobFacts;
+
+/* false if the job is gone (deleted meanwhile): then there is nothing to do */
+static bool
+job_facts(uint64 id, JobFacts *facts)
 {
 	size_t		len;
 	char	   *yaml = bs_stats(conn, psprintf("stats-job " UINT64_FORMAT, id), &len);
-	char	   *ttr = yaml ? bs_yaml_get(yaml, "ttr") : NULL;
-	char	   *res = yaml ? bs_yaml_get(yaml, "reserves") : NULL;
+	char	   *tube;
+	char	   *ttr;
+	char	   *res;
 
-	*ttr_ms = (ttr ? (uint64) strtoull(ttr, NULL, 10) : 60) * 1000;
-	*reserves = res ? atoi(res) : 1;
+	if (yaml == NULL)
+		return false;
+	tube = bs_yaml_get(yaml, "tube");
+	ttr = bs_yaml_get(yaml, "ttr");
+	res = bs_yaml_get(yaml, "reserves");
+	strlcpy(facts->tube, tube ? tube : "", sizeof(facts->tube));
+	facts->ttr_ms = Min(ttr ? (uint64) strtoull(ttr, NULL, 10) : 60, BS_MAX_UINT32) * 1000;
+	facts->attempt = res ? (int) Min(strtoull(res, NULL, 10), (uint64) INT_MAX) : 1;
+	return true;
 }
 
 static void
@@ -236,8 +277,158 @@ set_outcome_error(Outcome *out, ErrorData *edata)
 	out->message = pstrdup(edata->message ? edata->message : "unknown error");
 }
 
+/* a job that must not run at all: buried and recorded at once */
+static void
+set_outcome_rejected(Outcome *out, const char *sqlstate, char *message)
+{
+	out->ok = false;
+	out->bury_now = true;
+	strlcpy(out->sqlstate, sqlstate, sizeof(out->sqlstate));
+	out->message = message;
+}
+
 /*
- * Steps 3 of the header comment, inside the caller's transaction and SPI
+ * Whether the registration still holds as jobq_register checked it: the
+ * registering role and the function's owner are members of run_as, which
+ * may execute the function.  A revoked membership or EXECUTE, or a changed
+ * owner, stops the job for good.
+ */
+static bool
+handler_rights_hold(const Handler *h, Outcome *out)
+{
+	const char *why = NULL;
+
+	if (!OidIsValid(h->fn))
+	{
+		if (!superuser_arg(h->registered_by))
+			why = "the role that registered this C handler is no longer a superuser";
+	}
+	else if (!is_member_of_role(h->registered_by, h->run_as))
+		why = "the role that registered the handler is no longer a member of its run_as role";
+	else if (OidIsValid(schema_func_owner(h->fn)) &&
+			 !is_member_of_role(schema_func_owner(h->fn), h->run_as))
+		why = "the owner of the handler's function is not a member of its run_as role";
+	else if (pg_proc_aclcheck(h->fn, h->run_as, ACL_EXECUTE) != ACLCHECK_OK)
+		why = "the handler's run_as role may not execute its function";
+	if (why == NULL)
+		return true;
+	set_outcome_rejected(out, "42501", psprintf("permission denied to run the handler: %s", why));
+	return false;
+}
+
+/*
+ * How long the handler may run: its registration's timeout, else just under
+ * the job's ttr, but never more than jobq.max_handler_time (the ttr is the
+ * producer's choice, and may only shorten it).
+ */
+static int64
+handler_time_limit_ms(const Handler *h, uint64 ttr_ms)
+{
+	int64		limit;
+
+	if (h->timeout_ms > 0)
+		return h->timeout_ms;
+	limit = ttr_ms > 1000 ? (int64) ttr_ms - 1000 : (int64) Max(ttr_ms / 2, 1);
+	return Min(limit, (int64) jobq_max_handler_time);
+}
+
+/* Record the job in jobq.done; false if it was there already (a duplicate). */
+static bool
+record_done(const JobBody *body)
+{
+	Datum		id = UUIDPGetDatum((pg_uuid_t *) &body->id);
+	int			rc;
+
+	if (done_plan == NULL)
+	{
+		Oid			type = UUIDOID;
+		SPIPlanPtr	plan = SPI_prepare("INSERT INTO jobq.done (id) VALUES ($1) "
+									   "ON CONFLICT DO NOTHING", 1, &type);
+
+		if (plan == NULL)
+			elog(ERROR, "jobq: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		done_plan = plan;
+	}
+	rc = SPI_execute_plan(done_plan, &id, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "jobq: recording job completion failed");
+	return SPI_processed == 1;
+}
+
+static void
+timers_start(uint64 job_id, int64 limit_ms, uint64 ttr_ms)
+{
+	if (jobq_touch_jobs && limit_ms > (int64) ttr_ms / 2)
+	{
+		int			every = (int) Min(Max(ttr_ms / 2, MIN_TOUCH_MS), (uint64) INT_MAX);
+
+		bs_touch_arm(conn, job_id);
+		touch_armed = true;
+		enable_timeout_every(touch_timeout,
+							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), every),
+							 every);
+	}
+	enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(limit_ms, (int64) INT_MAX));
+}
+
+static void
+timers_stop(void)
+{
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	if (touch_armed)
+	{
+		disable_timeout(touch_timeout, false);
+		bs_touch_disarm(conn);
+		touch_armed = false;
+	}
+}
+
+/*
+ * Call the handler as run_as, in a GUC nest level of its own
+ * that is undone afterwards, whatever the handler set.  Runs inside the
+ * job's subtransaction; an error leaves through it, and the subtransaction
+ * abort restores the user and the settings.
+ */
+static void
+call_restricted(const Handler *h, const BsJob *job, const JobBody *body, uint64 ttr_ms)
+{
+	ConstraintsSetStmt all_immediate = {.type = T_ConstraintsSetStmt,.constraints = NIL,.deferred = false};
+	Oid			save_user;
+	int			save_sec;
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", HANDLER_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(h->run_as, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	timers_start(job->id, handler_time_limit_ms(h, ttr_ms), ttr_ms);
+	dispatch_call(h, body->kwargs);
+	/* deferred constraints fail here, as the handler's error */
+	AfterTriggerSetState(&all_immediate);
+	timers_stop();
+	SetUserIdAndSecContext(save_user, save_sec);
+	AtEOXact_GUC(false, nest);
+}
+
+/*
+ * What a job may have left in the session that the GUC nest level does not
+ * cover; each step costs nothing when there is nothing to undo.
+ */
+static void
+session_reset(void)
+{
+	LockReleaseSession(USER_LOCKMETHOD);	/* session advisory locks */
+	ResetSequenceCaches();		/* lastval() */
+	ResetTempTableNamespace();
+	DropAllPreparedStatements();
+	PortalHashTableDeleteAll(); /* cursors, WITH HOLD ones included */
+	Async_UnlistenAll();
+}
+
+/*
+ * Step 3 of the header comment, inside the caller's transaction and SPI
  * connection.  Never throws for a handler's error: that is the outcome.
  */
 static void
@@ -246,80 +437,25 @@ run_handler(const JobBody *body, const BsJob *job, uint64 ttr_ms, Outcome *out)
 	Handler		h;
 	MemoryContext ctx = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	ConstraintsSetStmt all_immediate = {.type = T_ConstraintsSetStmt,.constraints = NIL,.deferred = false};
 
 	if (!dispatch_lookup(body->tube, body->func_name, &h))
 	{
-		out->bury_now = true;
-		strlcpy(out->sqlstate, "42883", sizeof(out->sqlstate));
-		out->message = psprintf("no handler is registered for func_name \"%s\" on tube \"%s\"",
-								body->func_name, body->tube);
+		set_outcome_rejected(out, "42883",
+							 psprintf("no handler is registered for func_name \"%s\" on tube \"%s\"",
+									  body->func_name, body->tube));
 		return;
 	}
 	out->max_attempts = h.max_attempts;
 	out->backoff_ms = h.backoff_ms;
+	if (!handler_rights_hold(&h, out))
+		return;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(ctx);
 	PG_TRY();
 	{
-		Oid			save_user;
-		int			save_sec;
-		/* the time limit: the handler's, else just under the job's ttr */
-		int64		limit_ms = h.timeout_ms > 0 ? h.timeout_ms
-			: (int64) Max(ttr_ms > 1000 ? ttr_ms - 1000 : ttr_ms / 2, 1);
-		bool		run = true;
-
-		if (body->has_id)
-		{
-			Datum		id = UUIDPGetDatum((pg_uuid_t *) &body->id);
-			int			rc;
-
-			if (done_plan == NULL)
-			{
-				Oid			type = UUIDOID;
-				SPIPlanPtr	plan = SPI_prepare("INSERT INTO jobq.done (id) VALUES ($1) "
-											   "ON CONFLICT DO NOTHING", 1, &type);
-
-				if (plan == NULL)
-					elog(ERROR, "jobq: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-				SPI_keepplan(plan);
-				done_plan = plan;
-			}
-			rc = SPI_execute_plan(done_plan, &id, NULL, false, 0);
-			if (rc != SPI_OK_INSERT)
-				elog(ERROR, "jobq: recording job completion failed");
-			run = (SPI_processed == 1);
-		}
-		if (run)
-		{
-			GetUserIdAndSecContext(&save_user, &save_sec);
-			SetUserIdAndSecContext(h.run_as, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-			(void) set_config_option("search_path", "pg_catalog, public, pg_temp",
-									 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
-									 true, 0, false);
-			if (jobq_touch_jobs && limit_ms > (int64) ttr_ms / 2)
-			{
-				int			every = (int) Max(ttr_ms / 2, 500);
-
-				snprintf(touch_cmd, sizeof(touch_cmd), "touch " UINT64_FORMAT "\r\n", job->id);
-				touch_len = strlen(touch_cmd);
-				enable_timeout_every(touch_timeout,
-									 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), every),
-									 every);
-			}
-			enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(limit_ms, INT_MAX));
-			dispatch_call(&h, body->kwargs);
-			/* deferred constraints fail here, as the handler's error */
-			AfterTriggerSetState(&all_immediate);
-			disable_timeout(STATEMENT_TIMEOUT, false);
-			if (touch_len > 0)
-			{
-				disable_timeout(touch_timeout, false);
-				touch_len = 0;
-			}
-			SetUserIdAndSecContext(save_user, save_sec);
-		}
+		if (!body->has_id || record_done(body))
+			call_restricted(&h, job, body, ttr_ms);
 		else
 			out->duplicate = true;
 		ReleaseCurrentSubTransaction();
@@ -331,12 +467,7 @@ run_handler(const JobBody *body, const BsJob *job, uint64 ttr_ms, Outcome *out)
 	{
 		ErrorData  *edata;
 
-		disable_timeout(STATEMENT_TIMEOUT, false);
-		if (touch_len > 0)
-		{
-			disable_timeout(touch_timeout, false);
-			touch_len = 0;
-		}
+		timers_stop();
 		MemoryContextSwitchTo(ctx);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -348,6 +479,7 @@ run_handler(const JobBody *body, const BsJob *job, uint64 ttr_ms, Outcome *out)
 		out->ok = false;
 	}
 	PG_END_TRY();
+	session_reset();
 }
 
 /* The body is untrusted: any failure to read it is the job's, not ours. */
@@ -375,59 +507,59 @@ decode_safely(BsJob *job, JobBody *body, char **error)
 	return decoded;
 }
 
-static void
-process_job(BsJob *job)
+/*
+ * Step 2: whether the job may run at all.  On false, *out says why, and
+ * *decoded whether body was read (for what jobq.failed records).
+ */
+static bool
+admit_job(BsJob *job, const JobFacts *facts, JobBody *body, bool *decoded, Outcome *out)
 {
-	JobBody		body;
+	SigStatus	sig = SIG_NONE;
 	char	   *error = NULL;
-	bool		decoded = false;
-	Outcome		out;
-	int			attempts = 1;
-	uint64		ttr_ms = 60000;
-	bool		final_failure = false;
-	MemoryContext ctx = CurrentMemoryContext;
 
-	memset(&out, 0, sizeof(out));
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	MemoryContextSwitchTo(ctx);
-	decoded = decode_safely(job, &body, &error);
-
-	if (!decoded)
+	*decoded = false;
+	if (signing_enabled() || jobq_require_signature)
+		sig = signing_verify(job->body, job->len);
+	if (sig == SIG_BAD || (sig == SIG_NONE && jobq_require_signature))
 	{
-		strlcpy(out.sqlstate, "22P02", sizeof(out.sqlstate));
-		out.message = error;
-		out.bury_now = true;
-		slot_set_state(my_slot, "rejecting", NULL, NULL, job->id);
+		set_outcome_rejected(out, "42501",
+							 pstrdup(sig == SIG_BAD ? "job body has a bad signature"
+									 : "job body is not signed, and jobq.require_signature is on"));
+		return false;
 	}
-	else
+	*decoded = decode_safely(job, body, &error);
+	if (!*decoded)
 	{
-		slot_set_state(my_slot, "running", body.tube, body.func_name, job->id);
-		pgstat_report_activity(STATE_RUNNING,
-							   psprintf("jobq: %s on tube %s, job " UINT64_FORMAT,
-										body.func_name, body.tube, job->id));
-		job_stats(job->id, &ttr_ms, &attempts);
-		run_handler(&body, job, ttr_ms, &out);
+		set_outcome_rejected(out, "22P02", error);
+		return false;
 	}
-
-	if (!out.ok)
+	if (strcmp(body->tube, facts->tube) != 0)
 	{
-		final_failure = out.bury_now || attempts >= out.max_attempts;
-		if (final_failure)
-			record_failure(decoded ? &body : NULL, job, &out, attempts, !decoded);
+		set_outcome_rejected(out, "42501",
+							 psprintf("job body names tube \"%s\" but was reserved from tube \"%s\"",
+									  body->tube, facts->tube));
+		return false;
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(ctx);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	return true;
+}
 
-	/* the transaction is durable: now tell beanstalkd */
+/* backoff * 2^(attempt-1), in whole seconds rounded up, within beanstalkd's range */
+static uint64
+retry_delay_s(int64 backoff_ms, int attempt)
+{
+	uint64		ms = (uint64) Max(backoff_ms, 0);
+
+	for (int i = 1; i < attempt && ms < BS_MAX_UINT32 * 1000; i++)
+		ms *= 2;
+	return Min((ms + 999) / 1000, BS_MAX_UINT32);
+}
+
+/* Step 4: the transaction is durable; now tell beanstalkd. */
+static void
+settle_job(const BsJob *job, const Outcome *out, int attempt, bool final_failure)
+{
 	bs_drain_pending(conn);
-	if (out.ok)
+	if (out->ok)
 	{
 		(void) bs_delete(conn, job->id);
 		slot_count(my_slot, true, NULL);
@@ -435,22 +567,62 @@ process_job(BsJob *job)
 	else if (final_failure)
 	{
 		(void) bs_bury(conn, job->id, 0);
-		slot_count(my_slot, false, out.message);
+		slot_count(my_slot, false, out->message);
 		ereport(LOG,
 				(errmsg("jobq: job " UINT64_FORMAT " buried after %d attempt(s): %s",
-						job->id, attempts, out.message)));
+						job->id, attempt, out->message)));
 	}
 	else
 	{
-		/* backoff * 2^(attempt-1), in whole seconds, rounded up */
-		int64		delay_ms = out.backoff_ms << Min(attempts - 1, 30);
-		uint64		delay_s = (uint64) ((delay_ms + 999) / 1000);
-
-		if (delay_s > BS_MAX_UINT32)
-			delay_s = BS_MAX_UINT32;
-		(void) bs_release(conn, job->id, 1024, delay_s);
-		slot_note_error(my_slot, out.message);
+		(void) bs_release(conn, job->id, 1024, retry_delay_s(out->backoff_ms, attempt));
+		slot_note_error(my_slot, out->message);
 	}
+}
+
+static void
+process_job(BsJob *job)
+{
+	JobBody		body;
+	JobFacts	facts;
+	bool		decoded = false;
+	Outcome		out;
+	bool		final_failure = false;
+	MemoryContext ctx = CurrentMemoryContext;
+
+	memset(&out, 0, sizeof(out));
+	if (!job_facts(job->id, &facts))
+		return;					/* deleted meanwhile: nothing to run or settle */
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(ctx);
+
+	if (!admit_job(job, &facts, &body, &decoded, &out))
+		slot_set_state(my_slot, "rejecting", NULL, NULL, job->id);
+	else
+	{
+		slot_set_state(my_slot, "running", body.tube, body.func_name, job->id);
+		pgstat_report_activity(STATE_RUNNING,
+							   psprintf("jobq: %s on tube %s, job " UINT64_FORMAT,
+										body.func_name, body.tube, job->id));
+		run_handler(&body, job, facts.ttr_ms, &out);
+	}
+
+	if (!out.ok)
+	{
+		final_failure = out.bury_now || facts.attempt >= out.max_attempts;
+		if (final_failure)
+			record_failure(decoded ? &body : NULL, job, &out, facts.attempt, !decoded);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(ctx);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	settle_job(job, &out, facts.attempt, final_failure);
 	slot_set_state(my_slot, "idle", NULL, NULL, 0);
 }
 

@@ -24,6 +24,7 @@ typedef struct Handler
 	int			max_attempts;
 	int64		backoff_ms;
 	int64		timeout_ms;		/* 0: bounded by the job's ttr */
+	Oid			registered_by;
 } Handler;
 
 /* launcher.c: common start-up of a jobq process connected to a database */

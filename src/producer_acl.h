@@ -1,0 +1,13 @@
+/*
+ * producer_acl.h
+ *		Who may enqueue jobs for a registered handler (see producer_acl.c).
+ */
+#ifndef JOBQ_PRODUCER_ACL_H
+#define JOBQ_PRODUCER_ACL_H
+
+#include "postgres.h"
+
+extern void acl_check_producer(Oid role, const char *tube, const char *func_name);
+extern void acl_registry_changed(void);
+
+#endif							/* JOBQ_PRODUCER_ACL_H */
