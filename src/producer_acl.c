@@ -60,6 +60,7 @@ static HTAB *acl_cache = NULL;
 static MemoryContext acl_cxt = NULL;
 static bool acl_callback_registered = false;
 static SPIPlanPtr acl_plan = NULL;
+static bool acl_plan_has_producers;
 static Oid	acl_handlers_relid = InvalidOid;
 
 static void
@@ -108,26 +109,37 @@ acl_load(const char *tube, const char *func_name, AclEntry *entry)
 	Datum		values[2];
 	OwnerContext owner;
 	MemoryContext cxt = CurrentMemoryContext;
+	bool		has_producers;
 	int			rc;
 
 	values[0] = CStringGetTextDatum(tube);
 	values[1] = CStringGetTextDatum(func_name);
 	schema_become_owner(&owner);
 	acl_handlers_relid = get_relname_relid("handlers", get_namespace_oid("jobq", false));
+	/* between installing this library and ALTER EXTENSION UPDATE: 1.0's table */
+	has_producers = get_attnum(acl_handlers_relid, "producers") != InvalidAttrNumber;
 	SPI_connect();
+	if (acl_plan != NULL && acl_plan_has_producers != has_producers)
+	{
+		SPI_freeplan(acl_plan);
+		acl_plan = NULL;
+	}
 	if (acl_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT run_as::pg_catalog.oid, producers::pg_catalog.oid[] "
-									   "FROM jobq.handlers "
-									   "WHERE tube OPERATOR(pg_catalog.=) $1 "
-									   "AND func_name OPERATOR(pg_catalog.=) $2",
+		SPIPlanPtr	plan = SPI_prepare(psprintf("SELECT run_as::pg_catalog.oid, %s "
+												"FROM jobq.handlers "
+												"WHERE tube OPERATOR(pg_catalog.=) $1 "
+												"AND func_name OPERATOR(pg_catalog.=) $2",
+												has_producers ? "producers::pg_catalog.oid[]"
+												: "NULL::pg_catalog.oid[]"),
 									   2, types);
 
 		if (plan == NULL)
 			elog(ERROR, "jobq: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan);
 		acl_plan = plan;
+		acl_plan_has_producers = has_producers;
 	}
 	rc = SPI_execute_plan(acl_plan, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)

@@ -169,6 +169,7 @@ upsert_handler(const char *tube, const char *func_name, Oid handler,
 							   9, types, values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "jobq: registry insert failed: %s", SPI_result_code_string(rc));
+	acl_registry_changed();
 	schema_restore_user(&owner);
 	SPI_finish();
 }
@@ -307,6 +308,7 @@ jobq_unregister(PG_FUNCTION_ARGS)
 	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "jobq: registry delete failed: %s", SPI_result_code_string(rc));
 	found = SPI_processed > 0;
+	acl_registry_changed();
 	schema_restore_user(&owner);
 	SPI_finish();
 	PG_RETURN_BOOL(found);
