@@ -116,11 +116,17 @@ SELECT sqlstate, message FROM jobq.failed WHERE tube = 't_slow';
 CREATE FUNCTION late(x int) RETURNS void LANGUAGE sql AS $$
     INSERT INTO public.results (func, args) VALUES ('late', jsonb_build_object('x', x))
 $$;
-SELECT jobq_put_now('t_late', 'late', '{"x": 1}') > 0 AS put_before_register;
+SELECT jobq_put_now('t_late', 'late', '{"x": 0}') > 0 AS put_before_register;
 SELECT pg_sleep(1.5);
 SELECT count(*) AS not_run_yet FROM results WHERE func = 'late';
 SELECT jobq_register('t_late', 'late');
+SELECT jobq_put_now('t_late', 'late', '{"x": 1}') > 0 AS put_after_register;
 SELECT wait_for($$SELECT count(*) = 1 FROM results WHERE func = 'late'$$);
+SELECT args FROM results WHERE func = 'late';
+-- the job put before the registration is not run: it was checked against none
+SELECT wait_for($$SELECT count(*) = 1 FROM jobq.failed WHERE tube = 't_late'$$);
+SELECT sqlstate, kwargs, message LIKE 'job was put before its handler was registered%' AS why
+  FROM jobq.failed WHERE tube = 't_late';
 SELECT jobq_unregister('t_late', 'late');
 SELECT jobq_unregister('t_late', 'late') AS again;
 SELECT pg_sleep(2);

@@ -11,6 +11,8 @@
 #include <ctype.h>
 #include <jansson.h>
 
+#include "mb/pg_wchar.h"
+
 #include "beanstalk.h"
 #include "job.h"
 
@@ -74,7 +76,11 @@ job_json_check(const char *body, size_t len, JobBody *job, char **error)
 			*error = pstrdup("body has an invalid \"func_name\"");
 		else
 		{
-			job->func_name = pstrdup(json_string_value(v));
+			/* the name as the registry spells it: in the server's encoding */
+			const char *utf8 = json_string_value(v);
+			char	   *name = pg_any_to_server(utf8, json_string_length(v), PG_UTF8);
+
+			job->func_name = (name == utf8) ? pstrdup(utf8) : name;
 			v = json_object_get(root, "tube");
 			if (!json_is_string(v))
 				*error = pstrdup("body has no string \"tube\"");

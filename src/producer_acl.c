@@ -31,6 +31,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "beanstalk.h"
 #include "job.h"
@@ -62,6 +63,7 @@ static bool acl_callback_registered = false;
 static SPIPlanPtr acl_plan = NULL;
 static bool acl_plan_has_producers;
 static Oid	acl_handlers_relid = InvalidOid;
+static uint64 acl_generation = 0;	/* bumped by every invalidation */
 
 static void
 acl_cache_reset(void)
@@ -76,7 +78,10 @@ static void
 acl_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == acl_handlers_relid)
+	{
 		acl_cache_reset();
+		acl_generation++;
+	}
 }
 
 static void
@@ -116,8 +121,7 @@ acl_load(const char *tube, const char *func_name, AclEntry *entry)
 	values[1] = CStringGetTextDatum(func_name);
 	schema_become_owner(&owner);
 	acl_handlers_relid = get_relname_relid("handlers", get_namespace_oid("jobq", false));
-	/* between installing this library and ALTER EXTENSION UPDATE: 1.0's table */
-	has_producers = get_attnum(acl_handlers_relid, "producers") != InvalidAttrNumber;
+	has_producers = acl_schema_has_producers();
 	SPI_connect();
 	if (acl_plan != NULL && acl_plan_has_producers != has_producers)
 	{
@@ -141,7 +145,14 @@ acl_load(const char *tube, const char *func_name, AclEntry *entry)
 		acl_plan = plan;
 		acl_plan_has_producers = has_producers;
 	}
-	rc = SPI_execute_plan(acl_plan, values, NULL, true, 1);
+	/*
+	 * The latest committed state, not the caller's snapshot: a repeatable
+	 * read transaction must not put a registration that was revoked since
+	 * its snapshot into the cache (the invalidation it sent has been
+	 * processed already, and would not empty the cache again).
+	 */
+	rc = SPI_execute_snapshot(acl_plan, values, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "jobq: registry lookup failed: %s", SPI_result_code_string(rc));
 	entry->registered = (SPI_processed == 1);
@@ -185,6 +196,7 @@ acl_lookup(const char *tube, const char *func_name, AclEntry *result)
 	AclKey		key;
 	AclEntry   *entry = NULL;
 	bool		found;
+	uint64		generation;
 
 	memset(&key, 0, sizeof(key));
 	strlcpy(key.tube, tube, sizeof(key.tube));
@@ -199,10 +211,16 @@ acl_lookup(const char *tube, const char *func_name, AclEntry *result)
 		return;
 	}
 
+	generation = acl_generation;
 	acl_load(tube, func_name, result);
 	result->key = key;
 
-	/* remember it (the load may have processed invalidations: look again) */
+	/*
+	 * Remember it, unless an invalidation came in during the load: what was
+	 * read may be older than what it announced.
+	 */
+	if (generation != acl_generation)
+		return;
 	if (acl_cache == NULL || hash_get_num_entries(acl_cache) >= ACL_CACHE_MAX)
 	{
 		acl_cache_reset();
@@ -239,6 +257,18 @@ acl_check_producer(Oid role, const char *tube, const char *func_name)
 					   run_as_name ? run_as_name : "?"),
 			 errhint("A member of role \"%s\" can allow it with jobq_grant(tube, func_name, role).",
 					 run_as_name ? run_as_name : "?")));
+}
+
+/*
+ * Whether jobq.handlers has the producers column: not between installing
+ * this library and ALTER EXTENSION jobq UPDATE from 1.0.
+ */
+bool
+acl_schema_has_producers(void)
+{
+	Oid			nsp = get_namespace_oid("jobq", false);
+
+	return get_attnum(get_relname_relid("handlers", nsp), "producers") != InvalidAttrNumber;
 }
 
 /* Tell every backend that jobq.handlers changed (sent at commit). */

@@ -9,5 +9,6 @@
 
 extern void acl_check_producer(Oid role, const char *tube, const char *func_name);
 extern void acl_registry_changed(void);
+extern bool acl_schema_has_producers(void);
 
 #endif							/* JOBQ_PRODUCER_ACL_H */

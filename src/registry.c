@@ -153,6 +153,13 @@ upsert_handler(const char *tube, const char *func_name, Oid handler,
 	SPI_connect();
 	schema_become_owner(&owner);
 	check_may_replace(caller, tube, func_name);
+	/*
+	 * The membership check is repeated in the upsert itself: a registration
+	 * committed by someone else after check_may_replace looked (it cannot
+	 * see an uncommitted insert) is only updated by a member of its run_as.
+	 * A new run_as starts with no producers and a new registered_at (jobs
+	 * put before it are not run, see worker.c).
+	 */
 	rc = SPI_execute_with_args(psprintf("INSERT INTO jobq.handlers AS h "
 										"(tube, func_name, handler, library, symbol, run_as, "
 										" max_attempts, backoff, timeout, registered_by) "
@@ -165,10 +172,27 @@ upsert_handler(const char *tube, const char *func_name, Oid handler,
 										" symbol = excluded.symbol, run_as = excluded.run_as, "
 										" max_attempts = excluded.max_attempts, backoff = excluded.backoff, "
 										" timeout = excluded.timeout, registered_by = excluded.registered_by, "
-										" registered_at = pg_catalog.now()", caller),
+										"%s"
+										" registered_at = CASE WHEN h.run_as::pg_catalog.oid OPERATOR(pg_catalog.=) "
+										"   excluded.run_as::pg_catalog.oid THEN h.registered_at "
+										"   ELSE pg_catalog.now() END "
+										"WHERE pg_catalog.pg_has_role(%u::pg_catalog.oid, "
+										"      h.run_as::pg_catalog.oid, 'MEMBER')",
+										caller,
+										acl_schema_has_producers()
+										? " producers = CASE WHEN h.run_as::pg_catalog.oid OPERATOR(pg_catalog.=) "
+										"   excluded.run_as::pg_catalog.oid THEN h.producers ELSE '{}' END, "
+										: "",
+										caller),
 							   9, types, values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "jobq: registry insert failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("handler for func_name \"%s\" on tube \"%s\" belongs to another role",
+						func_name, tube),
+				 errhint("Only members of its run_as role can replace, remove or grant it.")));
 	acl_registry_changed();
 	schema_restore_user(&owner);
 	SPI_finish();
@@ -302,8 +326,10 @@ jobq_unregister(PG_FUNCTION_ARGS)
 	SPI_connect();
 	schema_become_owner(&owner);
 	check_may_replace(caller, tube, func_name);
-	rc = SPI_execute_with_args("DELETE FROM jobq.handlers WHERE tube OPERATOR(pg_catalog.=) $1 "
-							   "AND func_name OPERATOR(pg_catalog.=) $2",
+	rc = SPI_execute_with_args(psprintf("DELETE FROM jobq.handlers WHERE tube OPERATOR(pg_catalog.=) $1 "
+										"AND func_name OPERATOR(pg_catalog.=) $2 "
+										"AND pg_catalog.pg_has_role(%u::pg_catalog.oid, "
+										"    run_as::pg_catalog.oid, 'MEMBER')", caller),
 							   2, types, values, NULL, false, 0);
 	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "jobq: registry delete failed: %s", SPI_result_code_string(rc));
@@ -419,8 +445,8 @@ jobq_retry_failed_tube(PG_FUNCTION_ARGS)
 static bool
 set_producer(const char *tube, const char *func_name, Oid role, bool grant)
 {
-	Oid			types[3] = {TEXTOID, TEXTOID, OIDOID};
-	Datum		values[3];
+	Oid			types[4] = {TEXTOID, TEXTOID, OIDOID, OIDOID};
+	Datum		values[4];
 	Oid			caller = GetUserId();
 	OwnerContext owner;
 	int			rc;
@@ -431,6 +457,7 @@ set_producer(const char *tube, const char *func_name, Oid role, bool grant)
 	values[0] = CStringGetTextDatum(tube);
 	values[1] = CStringGetTextDatum(func_name);
 	values[2] = ObjectIdGetDatum(role);
+	values[3] = ObjectIdGetDatum(caller);
 	SPI_connect();
 	schema_become_owner(&owner);
 	if (!check_may_replace(caller, tube, func_name))
@@ -442,12 +469,14 @@ set_producer(const char *tube, const char *func_name, Oid role, bool grant)
 							   ? "UPDATE jobq.handlers SET producers = "
 							   "pg_catalog.array_append(producers, $3::pg_catalog.regrole) "
 							   "WHERE tube OPERATOR(pg_catalog.=) $1 AND func_name OPERATOR(pg_catalog.=) $2 "
-							   "AND NOT ($3 OPERATOR(pg_catalog.=) ANY (producers::pg_catalog.oid[]))"
+							   "AND NOT ($3 OPERATOR(pg_catalog.=) ANY (producers::pg_catalog.oid[])) "
+							   "AND pg_catalog.pg_has_role($4, run_as::pg_catalog.oid, 'MEMBER')"
 							   : "UPDATE jobq.handlers SET producers = "
 							   "pg_catalog.array_remove(producers::pg_catalog.oid[], $3)::pg_catalog.regrole[] "
 							   "WHERE tube OPERATOR(pg_catalog.=) $1 AND func_name OPERATOR(pg_catalog.=) $2 "
-							   "AND $3 OPERATOR(pg_catalog.=) ANY (producers::pg_catalog.oid[])",
-							   3, types, values, NULL, false, 0);
+							   "AND $3 OPERATOR(pg_catalog.=) ANY (producers::pg_catalog.oid[]) "
+							   "AND pg_catalog.pg_has_role($4, run_as::pg_catalog.oid, 'MEMBER')",
+							   4, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "jobq: registry update failed: %s", SPI_result_code_string(rc));
 	changed = SPI_processed > 0;

@@ -202,8 +202,7 @@ sub wait_n
 sub node_with
 {
 	my ($name, $bsport, $nworkers, @extra) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	my $node = init_node($name);
 	jobq_conf($node, $bsport, "jobq.workers = $nworkers", @extra);
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION jobq');
@@ -455,6 +454,83 @@ SELECT jobq_put('tm2d', 'm2d', '{}');
 	ok(wait_for($B, q{SELECT (SELECT count(*) FROM public.effects WHERE tag IN ('a2', 'su2') AND kw->>'n' = '2d') = 2}, 20),
 		'case 2d: later jobs of other tubes still run and succeed');
 }
+# --- review of the fix: a job put before its pair was registered is not run
+# (a producer could otherwise plant jobs for a handler yet to come)
+{
+	ok_as($B, 'mal2', q{SELECT jobq_put('tplant', 'a2late', '{"n": "planted"}')},
+		'planting: mal2 puts a job for a pair nobody registered yet (free)');
+	ok(wait_perl(sub { my $st = bs_stats($portB, 'stats-tube tplant'); $st && $st->{'current-jobs-ready'} == 1 }, 20),
+		'planting: the job waits in beanstalkd, in a tube nobody watches');
+	usleep(2_100_000);			# beanstalkd counts a job's age in whole seconds
+	ok_as($B, 'al2', q{
+CREATE FUNCTION public.a2late(kw jsonb) RETURNS void LANGUAGE sql
+  AS $$INSERT INTO public.effects (tag, kw) VALUES ('a2late', kw)$$;
+SELECT jobq_register('tplant', 'a2late');
+SELECT jobq_put('tplant', 'a2late', '{"n": "after"}');
+}, 'planting: al2 registers the pair, then enqueues a job of her own');
+	ok(wait_for($B, q{SELECT EXISTS (SELECT FROM public.effects WHERE tag = 'a2late' AND kw->>'n' = 'after')}, 20),
+		'planting: the job put after the registration runs');
+	ok(wait_for($B, q{SELECT sqlstate = '42501' FROM jobq.failed WHERE func_name = 'a2late' AND kwargs->>'n' = 'planted'}, 20),
+		'planting: the planted job is recorded as failed with 42501');
+	is(effect_count($B, 'a2late', 'planted'), '0', 'planting: the planted job never ran');
+}
+
+# --- review of the fix: a dropped handler function fails its job once
+{
+	su_sql($B, q{
+CREATE FUNCTION public.gone(kw jsonb) RETURNS void LANGUAGE sql AS $$SELECT$$;
+SELECT jobq_register('tgone', 'gone');
+DROP FUNCTION public.gone(jsonb);
+SELECT jobq_put('tgone', 'gone', '{}');
+SELECT jobq_put('ta2', 'a2', '{"n": "after-gone"}');
+});
+	ok(wait_for($B, q{SELECT sqlstate || ' ' || attempts FROM jobq.failed WHERE tube = 'tgone'}, 20, '42883 1'),
+		'dropped function: its job is recorded once, 42883');
+	ok(wait_for($B, q{SELECT EXISTS (SELECT FROM public.effects WHERE tag = 'a2' AND kw->>'n' = 'after-gone')}, 20),
+		'dropped function: the worker goes on with other jobs');
+}
+
+# --- review of the fix: replacing a registration with another run_as drops its grants
+{
+	su_sql($B, q{
+CREATE ROLE pay2; CREATE ROLE both2 LOGIN IN ROLE al2, pay2;
+});
+	grant_jobq($B, $_, @GRANT) for qw(al2 both2);
+	grant_jobq($B, 'both2', @REGISTER);
+	ok_as($B, 'al2', q{SELECT jobq_grant('ta2', 'a2', 'mal2')}, 'grants: al2 grants mal2 on (ta2, a2)');
+	su_sql($B, q{GRANT EXECUTE ON FUNCTION public.a2(jsonb) TO pay2; ALTER FUNCTION public.a2(jsonb) OWNER TO both2;});
+	ok_as($B, 'both2', q{SELECT jobq_register('ta2', 'a2', run_as => 'pay2')},
+		'grants: a member of both al2 and pay2 moves the registration to run as pay2');
+	is(su_sql($B, q{SELECT cardinality(producers) FROM jobq.handlers WHERE tube = 'ta2' AND func_name = 'a2'}), '0',
+		'grants: al2\'s grant does not carry over to pay2');
+	fails_with($B, 'mal2', q{SELECT jobq_put('ta2', 'a2', '{}')}, '42501',
+		'grants: mal2 may no longer enqueue for it');
+}
+
+# --- review of the fix: a handler that swallows its time limit's cancel
+# (cluster B has jobq.max_handler_time at its default: the registration's timeout)
+{
+	my $pids = worker_pids($B);
+	su_sql($B, q{
+CREATE FUNCTION public.stubborn(kw jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  LOOP
+    BEGIN
+      PERFORM pg_sleep(0.2);
+    EXCEPTION WHEN query_canceled THEN
+      INSERT INTO public.effects (tag) VALUES ('stubborn-cancelled');
+    END;
+  END LOOP;
+END $$;
+SELECT jobq_register('tstub', 'stubborn', timeout => '1 s', max_attempts => 1);
+SELECT jobq_put('tstub', 'stubborn', '{}');
+});
+	ok(wait_for($B, q{SELECT sqlstate FROM jobq.failed WHERE tube = 'tstub'}, 90, 'XX000'),
+		'stubborn handler: ended with its worker, then buried once it came back too often');
+	isnt(worker_pids($B), $pids, 'stubborn handler: the worker was replaced');
+	ok(wait_n($B, 1, 30), 'stubborn handler: the worker is back');
+}
+
 $B->stop('fast');
 note(sprintf('cluster B done at %.1f s', time - $T0));
 

@@ -101,7 +101,7 @@ dispatch_lookup(const char *tube, const char *func_name, Handler *h)
 		Oid			types[2] = {TEXTOID, TEXTOID};
 		SPIPlanPtr	plan = SPI_prepare("SELECT handler::pg_catalog.oid, library, symbol, "
 									   "run_as::pg_catalog.oid, max_attempts, backoff, timeout, "
-									   "registered_by::pg_catalog.oid "
+									   "registered_by::pg_catalog.oid, registered_at "
 									   "FROM jobq.handlers WHERE tube OPERATOR(pg_catalog.=) $1 "
 									   "AND func_name OPERATOR(pg_catalog.=) $2",
 									   2, types);
@@ -131,6 +131,7 @@ dispatch_lookup(const char *tube, const char *func_name, Handler *h)
 	d = SPI_getbinval(tup, desc, 7, &isnull);
 	h->timeout_ms = isnull ? 0 : interval_ms(d);
 	h->registered_by = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
+	h->registered_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
 	return true;
 }
 

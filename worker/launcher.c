@@ -302,6 +302,15 @@ worker_session_settings(void)
 
 	for (int i = 0; i < lengthof(settings); i++)
 		SetConfigOption(settings[i][0], settings[i][1], PGC_SUSET, PGC_S_SESSION);
+
+	/*
+	 * Not even a handler may change these, for the length of its job: an
+	 * error must stay an error of the job (not end the worker), and a job is
+	 * deleted from beanstalkd only once its commit is durable.  The relay
+	 * turns synchronous_commit off for itself on purpose (relay.c).
+	 */
+	SetConfigOption("exit_on_error", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 void

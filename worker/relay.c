@@ -45,6 +45,7 @@
 
 #define BATCH_SIZE		1000
 #define BATCH_BYTES		(8 * 1024 * 1024)	/* bodies per batch, beyond its first row */
+#define REJECT_KWARGS_MAX	(1024 * 1024)	/* a rejected body's kwargs kept up to this */
 #define SWEEP_MS		1000
 #define PRUNE_EVERY_MS	60000
 #define PRUNE_BATCH		10000
@@ -99,12 +100,14 @@ reject_row(const OutboxRow *row, const char *sqlstate, const char *message)
 		Oid			types[8] = {UUIDOID, TEXTOID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID,
 		INT8OID, INT8OID};
 
-		reject_plan = keep_plan("INSERT INTO jobq.failed (job_id, tube, func_name, kwargs, "
+		/* kwargs of a body too big to parse in bounded memory are not kept */
+		reject_plan = keep_plan(psprintf("INSERT INTO jobq.failed (job_id, tube, func_name, kwargs, "
 								"sqlstate, message, priority, ttr, source) "
 								"VALUES ($1, $2, $3, "
-								"pg_catalog.convert_from($4, 'UTF8')::pg_catalog.jsonb "
-								"OPERATOR(pg_catalog.->) 'kwargs', "
-								"$5, $6, $7, $8, 'relay')",
+								"CASE WHEN pg_catalog.octet_length($4) OPERATOR(pg_catalog.<=) %d "
+								"THEN pg_catalog.convert_from($4, 'UTF8')::pg_catalog.jsonb "
+								"OPERATOR(pg_catalog.->) 'kwargs' END, "
+								"$5, $6, $7, $8, 'relay')", REJECT_KWARGS_MAX),
 								8, types);
 	}
 	values[0] = row->id;

@@ -70,6 +70,8 @@
 #define REFRESH_TUBES_MS	1000
 #define RAW_BODY_KEEP		2048	/* bytes of a bad body kept in jobq.failed */
 #define MIN_TOUCH_MS		500
+#define HARD_LIMIT_GRACE_MS	5000	/* past its time limit, a handler that
+										 * swallowed the cancel ends the worker */
 /* what a handler's search_path starts as; functions pin their own with SET */
 #define HANDLER_SEARCH_PATH	"pg_catalog, public, pg_temp"
 
@@ -84,6 +86,8 @@ static SPIPlanPtr done_plan = NULL;
 /* the touch timer sends the connection's touch command (bs_touch_arm) */
 static TimeoutId touch_timeout = MAX_TIMEOUTS;
 static bool touch_armed = false;
+static TimestampTz touch_until = 0;	/* no touch past the handler's time limit */
+static TimeoutId hard_limit_timeout = MAX_TIMEOUTS;
 
 /* the outcome of running one job */
 typedef struct Outcome
@@ -100,7 +104,22 @@ typedef struct Outcome
 static void
 touch_handler(void)
 {
-	bs_send_raw_touch(conn);
+	if (GetCurrentTimestamp() < touch_until)
+		bs_send_raw_touch(conn);
+}
+
+/*
+ * A handler still running well past its time limit caught the statement
+ * timeout's cancel (EXCEPTION WHEN query_canceled) and carried on: end the
+ * process as SIGTERM would.  Its job goes back to beanstalkd, and comes
+ * back buried once its reservations exceed max_attempts (see run_handler).
+ */
+static void
+hard_limit_handler(void)
+{
+	ProcDiePending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
 }
 
 /* The tubes that have handlers, read in a short transaction. */
@@ -245,6 +264,7 @@ record_failure(const JobBody *body, const BsJob *job, const Outcome *out,
 typedef struct JobFacts
 {
 	char		tube[BS_MAX_NAME + 1];	/* the tube it was reserved from */
+	TimestampTz put_at;			/* at the latest (beanstalkd counts whole seconds) */
 	uint64		ttr_ms;
 	int			attempt;		/* beanstalkd's reserve count, this one included */
 } JobFacts;
@@ -258,10 +278,14 @@ job_facts(uint64 id, JobFacts *facts)
 	char	   *tube;
 	char	   *ttr;
 	char	   *res;
+	char	   *age;
 
 	if (yaml == NULL)
 		return false;
 	tube = bs_yaml_get(yaml, "tube");
+	age = bs_yaml_get(yaml, "age");
+	facts->put_at = GetCurrentTimestamp() -
+		(TimestampTz) Min(age ? strtoull(age, NULL, 10) : 0, BS_MAX_UINT32) * USECS_PER_SEC;
 	ttr = bs_yaml_get(yaml, "ttr");
 	res = bs_yaml_get(yaml, "reserves");
 	strlcpy(facts->tube, tube ? tube : "", sizeof(facts->tube));
@@ -297,7 +321,15 @@ static bool
 handler_rights_hold(const Handler *h, Outcome *out)
 {
 	const char *why = NULL;
+	Oid			fn_owner = OidIsValid(h->fn) ? schema_func_owner(h->fn) : InvalidOid;
 
+	if (OidIsValid(h->fn) && !OidIsValid(fn_owner))
+	{
+		set_outcome_rejected(out, "42883",
+							 psprintf("handler function with OID %u does not exist: it was dropped after registration",
+									  h->fn));
+		return false;
+	}
 	if (!OidIsValid(h->fn))
 	{
 		if (!superuser_arg(h->registered_by))
@@ -305,8 +337,7 @@ handler_rights_hold(const Handler *h, Outcome *out)
 	}
 	else if (!is_member_of_role(h->registered_by, h->run_as))
 		why = "the role that registered the handler is no longer a member of its run_as role";
-	else if (OidIsValid(schema_func_owner(h->fn)) &&
-			 !is_member_of_role(schema_func_owner(h->fn), h->run_as))
+	else if (!is_member_of_role(fn_owner, h->run_as))
 		why = "the owner of the handler's function is not a member of its run_as role";
 	else if (pg_proc_aclcheck(h->fn, h->run_as, ACL_EXECUTE) != ACLCHECK_OK)
 		why = "the handler's run_as role may not execute its function";
@@ -314,6 +345,37 @@ handler_rights_hold(const Handler *h, Outcome *out)
 		return true;
 	set_outcome_rejected(out, "42501", psprintf("permission denied to run the handler: %s", why));
 	return false;
+}
+
+/*
+ * Whether the job may run now: its registration still holds; it was put
+ * after (tube, func_name) was registered to run as run_as (nobody checked a
+ * job put before against that registration: for all we know, a producer
+ * planted it in advance); and it has not come back without an outcome more
+ * often than max_attempts allows (a handler that ends the worker each time,
+ * e.g. through exit_on_error or a crash, must not keep every worker busy).
+ */
+static bool
+job_admissible(const Handler *h, const JobFacts *facts, Outcome *out)
+{
+	if (!handler_rights_hold(h, out))
+		return false;
+	if (facts->put_at < h->registered_at)
+	{
+		set_outcome_rejected(out, "42501",
+							 psprintf("job was put before its handler was registered to run as role \"%s\" (at %s)",
+									  GetUserNameFromId(h->run_as, true) ? GetUserNameFromId(h->run_as, true) : "?",
+									  timestamptz_to_str(h->registered_at)));
+		return false;
+	}
+	if (facts->attempt > h->max_attempts + 1)
+	{
+		set_outcome_rejected(out, "XX000",
+							 psprintf("job was reserved %d times without an outcome (max_attempts is %d): its handler ends the worker",
+									  facts->attempt, h->max_attempts));
+		return false;
+	}
+	return true;
 }
 
 /*
@@ -359,6 +421,9 @@ record_done(const JobBody *body)
 static void
 timers_start(uint64 job_id, int64 limit_ms, uint64 ttr_ms)
 {
+	int			limit = (int) Min(limit_ms, (int64) INT_MAX - HARD_LIMIT_GRACE_MS);
+
+	touch_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), limit);
 	if (jobq_touch_jobs && limit_ms > (int64) ttr_ms / 2)
 	{
 		int			every = (int) Min(Max(ttr_ms / 2, MIN_TOUCH_MS), (uint64) INT_MAX);
@@ -369,13 +434,15 @@ timers_start(uint64 job_id, int64 limit_ms, uint64 ttr_ms)
 							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), every),
 							 every);
 	}
-	enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(limit_ms, (int64) INT_MAX));
+	enable_timeout_after(STATEMENT_TIMEOUT, limit);
+	enable_timeout_after(hard_limit_timeout, limit + HARD_LIMIT_GRACE_MS);
 }
 
 static void
 timers_stop(void)
 {
 	disable_timeout(STATEMENT_TIMEOUT, false);
+	disable_timeout(hard_limit_timeout, false);
 	if (touch_armed)
 	{
 		disable_timeout(touch_timeout, false);
@@ -432,7 +499,7 @@ session_reset(void)
  * connection.  Never throws for a handler's error: that is the outcome.
  */
 static void
-run_handler(const JobBody *body, const BsJob *job, uint64 ttr_ms, Outcome *out)
+run_handler(const JobBody *body, const BsJob *job, const JobFacts *facts, Outcome *out)
 {
 	Handler		h;
 	MemoryContext ctx = CurrentMemoryContext;
@@ -447,7 +514,7 @@ run_handler(const JobBody *body, const BsJob *job, uint64 ttr_ms, Outcome *out)
 	}
 	out->max_attempts = h.max_attempts;
 	out->backoff_ms = h.backoff_ms;
-	if (!handler_rights_hold(&h, out))
+	if (!job_admissible(&h, facts, out))
 		return;
 
 	BeginInternalSubTransaction(NULL);
@@ -455,7 +522,7 @@ run_handler(const JobBody *body, const BsJob *job, uint64 ttr_ms, Outcome *out)
 	PG_TRY();
 	{
 		if (!body->has_id || record_done(body))
-			call_restricted(&h, job, body, ttr_ms);
+			call_restricted(&h, job, body, facts->ttr_ms);
 		else
 			out->duplicate = true;
 		ReleaseCurrentSubTransaction();
@@ -607,7 +674,7 @@ process_job(BsJob *job)
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("jobq: %s on tube %s, job " UINT64_FORMAT,
 										body.func_name, body.tube, job->id));
-		run_handler(&body, job, facts.ttr_ms, &out);
+		run_handler(&body, job, &facts, &out);
 	}
 
 	if (!out.ok)
@@ -667,6 +734,7 @@ jobq_worker_main(Datum arg)
 	my_slot = DatumGetInt32(arg);
 	worker_startup(my_slot, psprintf("jobq worker %d", my_slot));
 	touch_timeout = RegisterTimeout(USER_TIMEOUT, touch_handler);
+	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_handler);
 
 	conn = MemoryContextAllocZero(TopMemoryContext, sizeof(BeanstalkConn));
 	bs_init(conn, jobq_servers, TopMemoryContext);

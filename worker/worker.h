@@ -8,6 +8,7 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
 #include "beanstalk.h"
@@ -25,6 +26,7 @@ typedef struct Handler
 	int64		backoff_ms;
 	int64		timeout_ms;		/* 0: bounded by the job's ttr */
 	Oid			registered_by;
+	TimestampTz registered_at;	/* when (tube, func_name) got this run_as */
 } Handler;
 
 /* launcher.c: common start-up of a jobq process connected to a database */
