@@ -40,7 +40,7 @@ PASSED=0
 FAILED=0
 FAILURES=()
 
-TESTS=(${JOBQ_TESTS:-put_now admin workers dispatch outbox trigger})
+TESTS=(${JOBQ_TESTS:-put_now admin workers dispatch outbox trigger security})
 say "pg_regress: ${TESTS[*]}"
 set +e
 as_user PGHOST="$WORKDIR" PGPORT="$PGPORT" PGUSER=postgres \

@@ -721,7 +721,11 @@ worker_iteration(void)
 	}
 	st = bs_reserve(conn, RESERVE_TIMEOUT_S, &job);
 	if (st == BS_OK)
+	{
+		/* a reload that came in during the wait applies to this job */
+		worker_reload_config();
 		process_job(&job);
+	}
 }
 
 void
