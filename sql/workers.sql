@@ -154,6 +154,25 @@ SELECT pg_sleep(1);
 SELECT count(*) AS once FROM results WHERE func = 'long_job';
 SELECT wait_for($$SELECT count(*) = 3 FROM jobq.workers$$);
 
+-- a failed job keeps its own priority and ttr: released with them, recorded
+-- with them, and put back with them by jobq_retry_failed
+CREATE FUNCTION fails_once_more(n int) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'not yet (%)', n;
+END $$;
+SELECT jobq_register('t_prio', 'fails_once_more', max_attempts => 2, backoff => '1 h');
+SELECT jobq_put_now('t_prio', 'fails_once_more', '{"n": 7}', priority => 77, ttr => '13 s') AS prio_job \gset
+SELECT wait_for($$SELECT state = 'delayed' FROM jobq_job($$ || :prio_job || ')');
+SELECT state, priority, ttr FROM jobq_job(:prio_job);
+SELECT jobq_kick_job(:prio_job);
+SELECT wait_for($$SELECT count(*) = 1 FROM jobq.failed WHERE tube = 't_prio'$$);
+SELECT attempts, priority, ttr FROM jobq.failed WHERE tube = 't_prio';
+BEGIN;
+SELECT jobq_retry_failed('t_prio'::text);
+SELECT priority, delay, ttr FROM jobq.outbox WHERE tube = 't_prio';
+ROLLBACK;
+SELECT jobq_unregister('t_prio', 'fails_once_more');
+
 -- the view counts what each worker did
 SELECT sum(succeeded) >= 5 AS counted, sum(failed) >= 3 AS failures_counted
   FROM jobq.workers WHERE kind = 'worker';

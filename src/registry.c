@@ -369,10 +369,11 @@ retry_row(Oid caller, SPITupleTable *tt, uint64 row)
 	spec.kwargs = DatumGetJsonbP(d);
 	acl_check_producer(caller, spec.tube, spec.func_name);
 	d = SPI_getbinval(tup, desc, 7, &isnull);
-	spec.priority = isnull ? 1024 : (uint64) DatumGetInt64(d);
+	/* the job's own priority and ttr; rows written by 1.0 have none */
+	spec.priority = isnull ? (uint64) jobq_default_priority : (uint64) DatumGetInt64(d);
 	spec.delay = 0;
 	d = SPI_getbinval(tup, desc, 8, &isnull);
-	spec.ttr = isnull ? 60 : (uint64) DatumGetInt64(d);
+	spec.ttr = isnull ? (uint64) jobq_default_ttr : (uint64) DatumGetInt64(d);
 	d = SPI_getbinval(tup, desc, 2, &isnull);
 	if (isnull)
 		job_new_uuid(&id);

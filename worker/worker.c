@@ -89,6 +89,16 @@ static bool touch_armed = false;
 static TimestampTz touch_until = 0;	/* no touch past the handler's time limit */
 static TimeoutId hard_limit_timeout = MAX_TIMEOUTS;
 
+/* what stats-job says of a reserved job */
+typedef struct JobFacts
+{
+	char		tube[BS_MAX_NAME + 1];	/* the tube it was reserved from */
+	TimestampTz put_at;			/* at the latest (beanstalkd counts whole seconds) */
+	uint64		priority;		/* the job's own: released and recorded with it */
+	uint64		ttr_ms;
+	int			attempt;		/* beanstalkd's reserve count, this one included */
+} JobFacts;
+
 /* the outcome of running one job */
 typedef struct Outcome
 {
@@ -214,12 +224,12 @@ refresh_watch_list(void)
 
 static void
 record_failure(const JobBody *body, const BsJob *job, const Outcome *out,
-			   int attempts, bool keep_raw)
+			   const JobFacts *facts, bool keep_raw)
 {
-	Oid			types[9] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID,
-	TEXTOID, TEXTOID, INT4OID};
-	Datum		values[9];
-	char		nulls[9];
+	Oid			types[11] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID,
+	TEXTOID, TEXTOID, INT4OID, INT8OID, INT8OID};
+	Datum		values[11];
+	char		nulls[11];
 	int			rc;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -251,23 +261,18 @@ record_failure(const JobBody *body, const BsJob *job, const Outcome *out,
 	}
 	values[6] = CStringGetTextDatum(out->sqlstate);
 	values[7] = CStringGetTextDatum(out->message);
-	values[8] = Int32GetDatum(attempts);
+	values[8] = Int32GetDatum(facts->attempt);
+	/* what jobq_retry_failed puts the job back with */
+	values[9] = Int64GetDatum((int64) facts->priority);
+	values[10] = Int64GetDatum((int64) (facts->ttr_ms / 1000));
 	rc = SPI_execute_with_args("INSERT INTO jobq.failed (job_id, bs_id, tube, func_name, kwargs, "
-							   "raw_body, sqlstate, message, attempts, source) "
-							   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'worker')",
-							   9, types, values, nulls, false, 0);
+							   "raw_body, sqlstate, message, attempts, priority, ttr, source) "
+							   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'worker')",
+							   11, types, values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "jobq: recording a failed job failed: %s", SPI_result_code_string(rc));
 }
 
-/* what stats-job says of a reserved job */
-typedef struct JobFacts
-{
-	char		tube[BS_MAX_NAME + 1];	/* the tube it was reserved from */
-	TimestampTz put_at;			/* at the latest (beanstalkd counts whole seconds) */
-	uint64		ttr_ms;
-	int			attempt;		/* beanstalkd's reserve count, this one included */
-} JobFacts;
 
 /* false if the job is gone (deleted meanwhile): then there is nothing to do */
 static bool
@@ -279,6 +284,7 @@ job_facts(uint64 id, JobFacts *facts)
 	char	   *ttr;
 	char	   *res;
 	char	   *age;
+	char	   *pri;
 
 	if (yaml == NULL)
 		return false;
@@ -287,6 +293,9 @@ job_facts(uint64 id, JobFacts *facts)
 	facts->put_at = GetCurrentTimestamp() -
 		(TimestampTz) Min(age ? strtoull(age, NULL, 10) : 0, BS_MAX_UINT32) * USECS_PER_SEC;
 	ttr = bs_yaml_get(yaml, "ttr");
+	pri = bs_yaml_get(yaml, "pri");
+	facts->priority = Min(pri ? (uint64) strtoull(pri, NULL, 10) : (uint64) jobq_default_priority,
+						  BS_MAX_UINT32);
 	res = bs_yaml_get(yaml, "reserves");
 	strlcpy(facts->tube, tube ? tube : "", sizeof(facts->tube));
 	facts->ttr_ms = Min(ttr ? (uint64) strtoull(ttr, NULL, 10) : 60, BS_MAX_UINT32) * 1000;
@@ -623,8 +632,10 @@ retry_delay_s(int64 backoff_ms, int attempt)
 
 /* Step 4: the transaction is durable; now tell beanstalkd. */
 static void
-settle_job(const BsJob *job, const Outcome *out, int attempt, bool final_failure)
+settle_job(const BsJob *job, const Outcome *out, const JobFacts *facts, bool final_failure)
 {
+	int			attempt = facts->attempt;
+
 	bs_drain_pending(conn);
 	if (out->ok)
 	{
@@ -641,7 +652,7 @@ settle_job(const BsJob *job, const Outcome *out, int attempt, bool final_failure
 	}
 	else
 	{
-		(void) bs_release(conn, job->id, 1024, retry_delay_s(out->backoff_ms, attempt));
+		(void) bs_release(conn, job->id, facts->priority, retry_delay_s(out->backoff_ms, attempt));
 		slot_note_error(my_slot, out->message);
 	}
 }
@@ -681,7 +692,7 @@ process_job(BsJob *job)
 	{
 		final_failure = out.bury_now || facts.attempt >= out.max_attempts;
 		if (final_failure)
-			record_failure(decoded ? &body : NULL, job, &out, facts.attempt, !decoded);
+			record_failure(decoded ? &body : NULL, job, &out, &facts, !decoded);
 	}
 	SPI_finish();
 	PopActiveSnapshot();
@@ -689,7 +700,7 @@ process_job(BsJob *job)
 	MemoryContextSwitchTo(ctx);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	settle_job(job, &out, facts.attempt, final_failure);
+	settle_job(job, &out, &facts, final_failure);
 	slot_set_state(my_slot, "idle", NULL, NULL, 0);
 }
 
