@@ -1,7 +1,15 @@
 # jobq: PGXS build.
 #
-# `make && make install` builds and installs the extension; `make test` runs
-# the whole suite (see scripts/test.sh, which starts its own servers).
+#   make && make install   build and install the extension
+#   make installcheck      the regression files, against a running server with
+#                          jobq preloaded: PGHOST/PGPORT/PGUSER as usual,
+#                          PGDATABASE = its jobq.database (default jobq), and
+#                          BSPORT = the port of the beanstalkd its
+#                          jobq.servers names (on 127.0.0.1); `setup` runs
+#                          first, the others in any order
+#                          (make installcheck REGRESS="setup dispatch")
+#   make test              everything, regression and TAP, with servers of
+#                          its own (scripts/test.sh)
 
 MODULE_big = jobq
 OBJS = \
@@ -27,6 +35,9 @@ EXTENSION = jobq
 DATA = sql/jobq--1.0.sql sql/jobq--1.0--1.1.sql
 PGFILEDESC = "jobq - beanstalkd job queue for PostgreSQL"
 
+REGRESS = setup put_now admin workers dispatch outbox trigger security
+REGRESS_OPTS = --use-existing
+
 SHLIB_LINK += -ljansson
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
@@ -34,3 +45,20 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# the database the workers run in, which pg_regress must not create or drop
+# (set after PGXS, which sets its own)
+CONTRIB_TESTDB = $(or $(PGDATABASE),jobq)
+
+installcheck: bsport-given
+
+.PHONY: bsport-given test
+bsport-given:
+	@test -n "$(BSPORT)" || { echo "make installcheck: set BSPORT to the port of the server's beanstalkd" >&2; exit 1; }
+
+test:
+	bash scripts/test.sh
+
+# make print-REGRESS: the value of a variable, for scripts
+print-%:
+	@echo $($*)

@@ -2,13 +2,14 @@
 # scripts/test.sh: the whole jobq test suite, from a fresh Debian 12 as root.
 #
 # Installs missing packages, builds and installs jobq, starts a private
-# beanstalkd and PostgreSQL (jobq preloaded), runs the pg_regress tests in
-# sql/ against them, then the fault-injection tests in t/ (TAP), one file at
+# beanstalkd and PostgreSQL (jobq preloaded), runs the regression files
+# (sql/, expected/) against them with `make installcheck`, then the
+# fault-injection tests in t/ (TAP), one file at
 # a time with its duration.  Ends with "tests: N passed, N failed" (one per
 # test file).  On failure the work directory is kept and the regression
 # diffs or the failing TAP file's log are printed.
 #
-#   JOBQ_TESTS="put_now admin"   only these regression files
+#   JOBQ_TESTS="put_now admin"   only these regression files (after setup)
 #   JOBQ_TAP="t/006_security.pl" only these TAP files ("" for none)
 #   JOBQ_VALGRIND=1              regression files under valgrind's memcheck
 #   KEEP_WORKDIR=1               keep the work directory after success too
@@ -22,7 +23,7 @@ make -C "$JOBQ_ROOT/examples/c_handler" -s PG_CONFIG="$PG_CONFIG"
 make -C "$JOBQ_ROOT/examples/c_handler" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 ensure_user
 make_workdir
-cp -r "$JOBQ_ROOT/sql" "$JOBQ_ROOT/expected" "$JOBQ_ROOT/test" "$JOBQ_ROOT/t" "$WORKDIR/"
+cp -r "$JOBQ_ROOT/t" "$WORKDIR/"
 chown -R "$JOBQ_USER" "$WORKDIR"
 
 start_beanstalkd
@@ -40,21 +41,22 @@ PASSED=0
 FAILED=0
 FAILURES=()
 
-TESTS=(${JOBQ_TESTS:-put_now admin workers dispatch outbox trigger security})
-say "pg_regress: ${TESTS[*]}"
+TESTS=(${JOBQ_TESTS:-$(make -s -C "$JOBQ_ROOT" PG_CONFIG="$PG_CONFIG" print-REGRESS 2>/dev/null)})
+[ "${TESTS[0]:-}" = setup ] || TESTS=(setup "${TESTS[@]}")
+say "pg_regress (make installcheck): ${TESTS[*]}"
+rm -rf "$JOBQ_ROOT/results" "$JOBQ_ROOT/regression.diffs" "$JOBQ_ROOT/regression.out"
 set +e
-as_user PGHOST="$WORKDIR" PGPORT="$PGPORT" PGUSER=postgres \
-    "$PG_REGRESS" \
-    --use-existing --dbname="$DBNAME" --inputdir=. --outputdir=. \
-    --bindir="$PGBIN" "${TESTS[@]}"
+make -C "$JOBQ_ROOT" -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="${TESTS[*]}" \
+    PGHOST="$WORKDIR" PGPORT="$PGPORT" PGUSER=postgres PGDATABASE="$DBNAME" BSPORT="$BSPORT"
 rc=$?
 set -e
-nfail=$(grep -c '^test .* \.\.\. FAILED' "$WORKDIR/regression.out" 2>/dev/null || true)
+nfail=$(grep -c '^test .* \.\.\. FAILED\|^not ok' "$JOBQ_ROOT/regression.out" 2>/dev/null || true)
 nfail=${nfail:-0}
 if [ $rc -ne 0 ] && [ "$nfail" = 0 ]; then nfail=${#TESTS[@]}; fi
 PASSED=$((PASSED + ${#TESTS[@]} - nfail))
 FAILED=$((FAILED + nfail))
 if [ $rc -ne 0 ]; then
+    cp "$JOBQ_ROOT/regression.diffs" "$JOBQ_ROOT/regression.out" "$WORKDIR/" 2>/dev/null || true
     FAILURES+=("pg_regress: $WORKDIR/regression.diffs")
     say "pg_regress failed; the differences ($WORKDIR/regression.diffs):"
     head -300 "$WORKDIR/regression.diffs" 2>/dev/null || true

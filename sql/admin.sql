@@ -47,8 +47,8 @@ SELECT jobq_kick_job(:d2) AS kicked_one;
 SELECT state FROM jobq_job(:d2);
 
 -- a body from a foreign producer that is not JSON: body NULL, raw kept
-\! printf 'plain bytes' > adm_raw.bin
-\! bash test/raw_put.sh 11391 t_adm_raw adm_raw.bin | cut -c1-8
+\! printf 'plain bytes' > results/adm_raw.bin
+\! bash test/raw_put.sh t_adm_raw results/adm_raw.bin | cut -c1-8
 SELECT body IS NULL AS not_json, convert_from(raw, 'UTF8') AS raw FROM jobq_peek_ready('t_adm_raw');
 
 -- privileges: nothing for PUBLIC

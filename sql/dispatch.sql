@@ -63,22 +63,24 @@ SELECT args, who FROM results WHERE func = 'c_handler' ORDER BY args->>'via';
 -- bodies from a raw socket that are not jobq jobs: buried and recorded at
 -- once, no handler called
 SELECT jobq_register('t_raw', 'take_all');
-\! printf 'not json at all' > raw1.bin
-\! printf '{"func_name": 1, "tube": "t_raw"}' > raw2.bin
-\! printf '{"func_name": "take_all", "func_name": "x", "tube": "t_raw", "kwargs": {}}' > raw3.bin
-\! printf '{"func_name": "take_all", "tube": "t_raw", "kwargs": {"s": "\377\376"}}' > raw4.bin
-\! printf '[1, 2, 3]' > raw5.bin
-\! printf '{"func_name": "take_all", "tube": "t_raw", "kwargs": [1]}' > raw6.bin
-\! printf '{"func_name": "take_all", "tube": "t_raw", "kwargs": {}, "id": "not-a-uuid"}' > raw7.bin
-\! for f in raw1 raw2 raw3 raw4 raw5 raw6 raw7; do bash test/raw_put.sh 11391 t_raw $f.bin | cut -c1-8; done
-SELECT wait_for($$SELECT count(*) = 7 FROM jobq.failed WHERE bs_id IN
-                 (SELECT bs_id FROM jobq.failed WHERE raw_body IS NOT NULL)$$);
-SELECT sqlstate, message, raw_body FROM jobq.failed WHERE raw_body IS NOT NULL ORDER BY bs_id;
+SELECT coalesce(max(id), 0) AS failed_before FROM jobq.failed \gset
+\! printf 'not json at all' > results/raw1.bin
+\! printf '{"func_name": 1, "tube": "t_raw"}' > results/raw2.bin
+\! printf '{"func_name": "take_all", "func_name": "x", "tube": "t_raw", "kwargs": {}}' > results/raw3.bin
+\! printf '{"func_name": "take_all", "tube": "t_raw", "kwargs": {"s": "\377\376"}}' > results/raw4.bin
+\! printf '[1, 2, 3]' > results/raw5.bin
+\! printf '{"func_name": "take_all", "tube": "t_raw", "kwargs": [1]}' > results/raw6.bin
+\! printf '{"func_name": "take_all", "tube": "t_raw", "kwargs": {}, "id": "not-a-uuid"}' > results/raw7.bin
+\! for f in raw1 raw2 raw3 raw4 raw5 raw6 raw7; do bash test/raw_put.sh t_raw results/$f.bin | cut -c1-8; done
+SELECT wait_for($$SELECT count(*) = 7 FROM jobq.failed
+                   WHERE raw_body IS NOT NULL AND id > $$ || :failed_before);
+SELECT sqlstate, message, raw_body FROM jobq.failed
+ WHERE raw_body IS NOT NULL AND id > :failed_before ORDER BY bs_id;
 SELECT count(*) AS handler_never_called FROM results WHERE func = 'take_all' AND args ? 's';
 SELECT buried FROM jobq_tubes() WHERE tube = 't_raw';
 -- a foreign producer's valid job without an id runs (no deduplication)
-\! printf '{"func_name": "take_all", "tube": "t_raw", "kwargs": {"foreign": true}, "extra": 1}' > raw8.bin
-\! bash test/raw_put.sh 11391 t_raw raw8.bin | cut -c1-8
+\! printf '{"func_name": "take_all", "tube": "t_raw", "kwargs": {"foreign": true}, "extra": 1}' > results/raw8.bin
+\! bash test/raw_put.sh t_raw results/raw8.bin | cut -c1-8
 SELECT wait_for($$SELECT count(*) = 1 FROM results WHERE args ? 'foreign'$$);
 -- a deferred constraint that fails at commit fails the job, not the worker
 CREATE TABLE parent (id int PRIMARY KEY);

@@ -83,12 +83,14 @@ SELECT DISTINCT args FROM results WHERE func = 'sec_look';
 ALTER SYSTEM SET jobq.signing_key = 'regression key';
 ALTER SYSTEM SET jobq.require_signature = on;
 SELECT pg_reload_conf();
-SELECT wait_for($$SELECT current_setting('jobq.require_signature') = 'on'$$);
+-- a session applies a reload between statements, once the signal came
+SELECT pg_sleep(0.5);
+SHOW jobq.require_signature;
 SHOW jobq.signing_key;
 SELECT jobq_put_now('t_sec', 'sec_sink', '{"n": "signed"}') > 0 AS put;
 SELECT wait_for($$SELECT count(*) = 1 FROM results WHERE args->>'n' = 'signed'$$);
-\! printf '{"func_name": "sec_sink", "tube": "t_sec", "kwargs": {"n": "unsigned"}}' > sec_unsigned.bin
-\! bash test/raw_put.sh 11391 t_sec sec_unsigned.bin | cut -c1-8
+\! printf '{"func_name": "sec_sink", "tube": "t_sec", "kwargs": {"n": "unsigned"}}' > results/sec_unsigned.bin
+\! bash test/raw_put.sh t_sec results/sec_unsigned.bin | cut -c1-8
 SELECT wait_for($$SELECT count(*) = 1 FROM jobq.failed WHERE raw_body LIKE '%unsigned%'$$);
 SELECT sqlstate, message FROM jobq.failed WHERE raw_body LIKE '%unsigned%';
 SELECT count(*) AS unsigned_never_ran FROM results WHERE args->>'n' = 'unsigned';

@@ -1,23 +1,6 @@
 -- background workers: the Python original's example, retries, failures,
 -- run_as, time limits, live registry changes, SIGTERM in the middle of a job
 \set VERBOSITY terse
-CREATE TABLE results (id serial, func text, args jsonb, who text,
-                      at timestamptz DEFAULT clock_timestamp());
-GRANT ALL ON results, results_id_seq TO PUBLIC;
-
--- wait until a query returns true (workers commit in their own transactions)
-CREATE FUNCTION wait_for(cond text, secs int DEFAULT 30) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    ok boolean;
-BEGIN
-    FOR i IN 1 .. secs * 20 LOOP
-        EXECUTE cond INTO ok;
-        IF ok THEN RETURN true; END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RETURN false;
-END $$;
 
 -- the workers and the relay are up and visible
 SELECT wait_for($$SELECT count(*) = 3 FROM jobq.workers WHERE state <> 'starting'$$);
@@ -32,13 +15,15 @@ LANGUAGE sql AS $$
     VALUES ('task_one', jsonb_build_object('arg1', arg1, 'arg2', arg2, 'arg3', arg3), current_user)
 $$;
 SELECT jobq_register('task_tube_one', 'task_one');
-SELECT tube, func_name, handler, run_as, max_attempts, backoff, timeout FROM jobq.handlers;
+SELECT tube, func_name, handler, run_as, max_attempts, backoff, timeout FROM jobq.handlers
+ WHERE tube = 'task_tube_one';
+SELECT count(*) AS done_before FROM jobq.done \gset
 SELECT jobq_put_now('task_tube_one', 'task_one', '{"arg1": "a", "arg2": "b", "arg3": "c"}') > 0 AS put;
 SELECT wait_for($$SELECT count(*) = 1 FROM results WHERE func = 'task_one'$$);
 SELECT args, who FROM results WHERE func = 'task_one';
 -- the job is gone from beanstalkd, and its id is recorded as done
 SELECT ready, reserved, buried FROM jobq_tubes() WHERE tube = 'task_tube_one';
-SELECT count(*) AS done FROM jobq.done;
+SELECT count(*) - :done_before AS done FROM jobq.done;
 
 -- a handler that fails until its second attempt
 CREATE SEQUENCE flaky_calls;
