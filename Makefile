@@ -10,6 +10,8 @@
 #                          (make installcheck REGRESS="setup dispatch")
 #   make test              everything, regression and TAP, with servers of
 #                          its own (scripts/test.sh)
+#   make check-version     META.json's versions start with jobq.control's
+#                          default_version, the one place the version is set
 
 MODULE_big = jobq
 OBJS = \
@@ -26,12 +28,17 @@ OBJS = \
 	src/trigger.o \
 	src/admin.o \
 	src/registry.o \
+	src/failed.o \
 	worker/launcher.o \
+	worker/process.o \
 	worker/worker.o \
 	worker/dispatch.o \
 	worker/relay.o
 
 EXTENSION = jobq
+# the version is jobq.control's default_version; META.json must agree
+# (make check-version)
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(srcdir)/jobq.control)
 DATA = sql/jobq--1.0.sql sql/jobq--1.0--1.1.sql
 PGFILEDESC = "jobq - beanstalkd job queue for PostgreSQL"
 
@@ -39,7 +46,7 @@ REGRESS = setup put_now admin workers dispatch outbox trigger security
 REGRESS_OPTS = --use-existing
 
 SHLIB_LINK += -ljansson
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/worker
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 
 PG_CONFIG ?= pg_config
@@ -62,3 +69,18 @@ test:
 # make print-REGRESS: the value of a variable, for scripts
 print-%:
 	@echo $($*)
+
+# every "version" line of META.json (the distribution's and each extension's;
+# meta-spec's is on its "meta-spec" line) is EXTVERSION or EXTVERSION.something
+.PHONY: check-version
+check-version:
+	@test -n "$(EXTVERSION)" || { echo "check-version: no default_version in jobq.control" >&2; exit 1; }
+	@versions=$$(sed -n 's/^[[:space:]]*"version":[[:space:]]*"\([^"]*\)".*/\1/p' $(srcdir)/META.json); \
+	test -n "$$versions" || { echo "check-version: no version in META.json" >&2; exit 1; }; \
+	for v in $$versions; do \
+		case "$$v" in \
+		"$(EXTVERSION)"|"$(EXTVERSION)".*) ;; \
+		*) echo "check-version: META.json has version $$v, jobq.control has default_version $(EXTVERSION)" >&2; exit 1;; \
+		esac; \
+	done; \
+	echo "check-version: jobq.control $(EXTVERSION), META.json" $$versions

@@ -19,6 +19,7 @@ source "$(dirname "$0")/env.sh"
 need_packages
 [ "${JOBQ_VALGRIND:-0}" = 1 ] && need_packages valgrind
 build_install
+make -s -C "$JOBQ_ROOT" PG_CONFIG="$PG_CONFIG" check-version
 make -C "$JOBQ_ROOT/examples/c_handler" -s PG_CONFIG="$PG_CONFIG"
 make -C "$JOBQ_ROOT/examples/c_handler" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 ensure_user

@@ -95,7 +95,7 @@ jobq_stats(PG_FUNCTION_ARGS)
 	char	   *yaml;
 
 	InitMaterializedSRF(fcinfo, 0);
-	yaml = bs_stats(bs_backend_conn(), "stats", &len);
+	yaml = bs_stats_server(bs_backend_conn(), &len);
 	if (yaml != NULL)
 		yaml_foreach(yaml, stats_row, rsinfo);
 	return (Datum) 0;
@@ -135,7 +135,7 @@ jobq_tubes(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	InitMaterializedSRF(fcinfo, 0);
-	list = bs_stats(conn, "list-tubes", &len);
+	list = bs_list_tubes(conn, &len);
 	if (list == NULL)
 		return (Datum) 0;
 	for (char *line = strtok_r(list, "\n", &save); line != NULL;
@@ -155,7 +155,7 @@ jobq_tubes(PG_FUNCTION_ARGS)
 
 		if (!bs_tube_name_ok(tube))
 			continue;
-		yaml = bs_stats(conn, psprintf("stats-tube %s", tube), &len);
+		yaml = bs_stats_tube(conn, tube, &len);
 		if (yaml == NULL)
 			continue;			/* vanished since list-tubes */
 		values[0] = CStringGetTextDatum(tube);
@@ -192,7 +192,7 @@ jobq_job(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "jobq: return type must be a row type");
-	yaml = bs_stats(bs_backend_conn(), psprintf("stats-job " UINT64_FORMAT, id), &len);
+	yaml = bs_stats_job(bs_backend_conn(), id, &len);
 	if (yaml == NULL)
 		PG_RETURN_NULL();
 	values[0] = Int64GetDatum((int64) id);
@@ -222,11 +222,11 @@ body_as_jsonb(const char *body, size_t len)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
 }
 
+/* (id, body jsonb, raw bytea) of a peeked job, or NULL */
 static Datum
-peek_result(FunctionCallInfo fcinfo, const char *cmd)
+peek_result(FunctionCallInfo fcinfo, bool found, BsJob *job)
 {
 	TupleDesc	tupdesc;
-	BsJob		job;
 	Datum		values[3];
 	bool		nulls[3] = {0};
 	Jsonb	   *jb;
@@ -234,17 +234,17 @@ peek_result(FunctionCallInfo fcinfo, const char *cmd)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "jobq: return type must be a row type");
-	if (!bs_peek(bs_backend_conn(), cmd, &job))
+	if (!found)
 		PG_RETURN_NULL();
-	values[0] = Int64GetDatum((int64) job.id);
-	jb = body_as_jsonb(job.body, job.len);
+	values[0] = Int64GetDatum((int64) job->id);
+	jb = body_as_jsonb(job->body, job->len);
 	if (jb == NULL)
 		nulls[1] = true;
 	else
 		values[1] = JsonbPGetDatum(jb);
-	raw = palloc(VARHDRSZ + job.len);
-	SET_VARSIZE(raw, VARHDRSZ + job.len);
-	memcpy(VARDATA(raw), job.body, job.len);
+	raw = palloc(VARHDRSZ + job->len);
+	SET_VARSIZE(raw, VARHDRSZ + job->len);
+	memcpy(VARDATA(raw), job->body, job->len);
 	values[2] = PointerGetDatum(raw);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
@@ -253,34 +253,40 @@ peek_result(FunctionCallInfo fcinfo, const char *cmd)
 Datum
 jobq_peek(PG_FUNCTION_ARGS)
 {
-	return peek_result(fcinfo, psprintf("peek " UINT64_FORMAT, job_id_arg(fcinfo, 0)));
+	BsJob		job;
+	bool		found = bs_peek_job(bs_backend_conn(), job_id_arg(fcinfo, 0), &job);
+
+	return peek_result(fcinfo, found, &job);
 }
 
 static Datum
-peek_in_tube(FunctionCallInfo fcinfo, const char *cmd)
+peek_in_tube(FunctionCallInfo fcinfo, BsPeekState state)
 {
 	BeanstalkConn *conn = bs_backend_conn();
+	BsJob		job;
+	bool		found;
 
 	bs_use(conn, tube_arg(fcinfo, 0));
-	return peek_result(fcinfo, cmd);
+	found = bs_peek_state(conn, state, &job);
+	return peek_result(fcinfo, found, &job);
 }
 
 Datum
 jobq_peek_ready(PG_FUNCTION_ARGS)
 {
-	return peek_in_tube(fcinfo, "peek-ready");
+	return peek_in_tube(fcinfo, BS_PEEK_READY);
 }
 
 Datum
 jobq_peek_delayed(PG_FUNCTION_ARGS)
 {
-	return peek_in_tube(fcinfo, "peek-delayed");
+	return peek_in_tube(fcinfo, BS_PEEK_DELAYED);
 }
 
 Datum
 jobq_peek_buried(PG_FUNCTION_ARGS)
 {
-	return peek_in_tube(fcinfo, "peek-buried");
+	return peek_in_tube(fcinfo, BS_PEEK_BURIED);
 }
 
 /* jobq_kick(tube, bound) -> number of jobs kicked */
@@ -341,15 +347,13 @@ jobq_worker_status(PG_FUNCTION_ARGS)
 		Datum		values[12];
 		bool		nulls[12] = {0};
 
-		SpinLockAcquire(&jobq_shared->slots[i].mutex);
-		memcpy(&s, &jobq_shared->slots[i], sizeof(s));
-		SpinLockRelease(&jobq_shared->slots[i].mutex);
+		slot_read(i, &s);
 		if (s.pid == 0)
 			continue;
 		values[0] = Int32GetDatum(i);
 		values[1] = CStringGetTextDatum(s.kind == JOBQ_KIND_RELAY ? "relay" : "worker");
 		values[2] = Int32GetDatum(s.pid);
-		values[3] = CStringGetTextDatum(s.state);
+		values[3] = CStringGetTextDatum(jobq_state_names[s.state]);
 		values[4] = CStringGetTextDatum(s.tube);
 		nulls[4] = s.tube[0] == '\0';
 		values[5] = CStringGetTextDatum(s.func_name);

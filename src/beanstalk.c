@@ -44,9 +44,61 @@ int			jobq_io_timeout = 5000;
 #define RBUF_INITIAL	8192
 #define RBUF_KEEP		(64 * 1024)	/* a bigger read buffer is given back when empty */
 
-static const char *const error_replies[] = {
-	"OUT_OF_MEMORY", "INTERNAL_ERROR", "BAD_FORMAT", "UNKNOWN_COMMAND",
-	"EXPECTED_CRLF", "JOB_TOO_BIG", "DRAINING", NULL
+/* every command and reply word of the protocol jobq speaks, named once */
+#define CMD_USE			"use"
+#define CMD_PUT			"put"
+#define CMD_RESERVE		"reserve-with-timeout"
+#define CMD_DELETE		"delete"
+#define CMD_RELEASE		"release"
+#define CMD_BURY		"bury"
+#define CMD_TOUCH		"touch"
+#define CMD_WATCH		"watch"
+#define CMD_IGNORE		"ignore"
+#define CMD_KICK		"kick"
+#define CMD_KICK_JOB	"kick-job"
+#define CMD_PEEK		"peek"
+#define CMD_PEEK_READY	"peek-ready"
+#define CMD_PEEK_DELAYED "peek-delayed"
+#define CMD_PEEK_BURIED "peek-buried"
+#define CMD_STATS		"stats"
+#define CMD_STATS_TUBE	"stats-tube"
+#define CMD_STATS_JOB	"stats-job"
+#define CMD_LIST_TUBES	"list-tubes"
+#define CMD_PAUSE_TUBE	"pause-tube"
+
+#define MSG_USING		"USING"
+#define MSG_INSERTED	"INSERTED"
+#define MSG_BURIED		"BURIED"
+#define MSG_RESERVED	"RESERVED"
+#define MSG_DELETED		"DELETED"
+#define MSG_RELEASED	"RELEASED"
+#define MSG_TOUCHED		"TOUCHED"
+#define MSG_WATCHING	"WATCHING"
+#define MSG_NOT_IGNORED "NOT_IGNORED"
+#define MSG_KICKED		"KICKED"
+#define MSG_FOUND		"FOUND"
+#define MSG_NOT_FOUND	"NOT_FOUND"
+#define MSG_OK			"OK"
+#define MSG_PAUSED		"PAUSED"
+#define MSG_TIMED_OUT	"TIMED_OUT"
+#define MSG_DEADLINE_SOON "DEADLINE_SOON"
+#define MSG_JOB_TOO_BIG "JOB_TOO_BIG"
+#define MSG_DRAINING	"DRAINING"
+
+/* the server's error replies, and the SQLSTATE each is reported with */
+static const struct
+{
+	const char *reply;
+	int			sqlstate;
+}			error_replies[] =
+{
+	{"OUT_OF_MEMORY", ERRCODE_INSUFFICIENT_RESOURCES},
+	{"INTERNAL_ERROR", ERRCODE_SYSTEM_ERROR},
+	{"BAD_FORMAT", ERRCODE_PROTOCOL_VIOLATION},
+	{"UNKNOWN_COMMAND", ERRCODE_PROTOCOL_VIOLATION},
+	{"EXPECTED_CRLF", ERRCODE_PROTOCOL_VIOLATION},
+	{MSG_JOB_TOO_BIG, ERRCODE_PROGRAM_LIMIT_EXCEEDED},
+	{MSG_DRAINING, ERRCODE_CANNOT_CONNECT_NOW},
 };
 
 static BeanstalkConn *backend_conn = NULL;
@@ -620,23 +672,13 @@ static void
 pg_attribute_noreturn()
 bs_unexpected(BeanstalkConn *conn, const char *what, const char *line)
 {
-	int			code = ERRCODE_PROTOCOL_VIOLATION;
 	char	   *reply = pstrdup(line);
 
-	for (int i = 0; error_replies[i] != NULL; i++)
+	for (int i = 0; i < lengthof(error_replies); i++)
 	{
-		if (strcmp(reply, error_replies[i]) != 0)
-			continue;
-		if (strcmp(reply, "OUT_OF_MEMORY") == 0)
-			code = ERRCODE_INSUFFICIENT_RESOURCES;
-		else if (strcmp(reply, "INTERNAL_ERROR") == 0)
-			code = ERRCODE_SYSTEM_ERROR;
-		else if (strcmp(reply, "JOB_TOO_BIG") == 0)
-			code = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
-		else if (strcmp(reply, "DRAINING") == 0)
-			code = ERRCODE_CANNOT_CONNECT_NOW;
-		bs_fail(conn, code,
-				errmsg("beanstalkd at %s refused %s: %s", conn->server, what, reply));
+		if (strcmp(reply, error_replies[i].reply) == 0)
+			bs_fail(conn, error_replies[i].sqlstate,
+					errmsg("beanstalkd at %s refused %s: %s", conn->server, what, reply));
 	}
 	bs_fail(conn, ERRCODE_PROTOCOL_VIOLATION,
 			errmsg("unexpected reply from beanstalkd at %s to %s: \"%.64s\"",
@@ -697,7 +739,7 @@ bs_begin(BeanstalkConn *conn)
 	bs_ensure(conn);
 	if (conn->pending != 0)
 		elog(ERROR, "jobq: beanstalkd request started with %d replies pending",
-			 conn->pending);
+			 (int) conn->pending);
 	resetStringInfo(&conn->wbuf);
 }
 
@@ -723,10 +765,10 @@ bs_use(BeanstalkConn *conn, const char *tube)
 	if (strcmp(conn->used_tube, tube) == 0)
 		return;
 	bs_begin(conn);
-	appendStringInfo(&conn->wbuf, "use %s\r\n", tube);
-	line = bs_request(conn, "use", 0);
-	if (strncmp(line, "USING ", 6) != 0 || strcmp(line + 6, tube) != 0)
-		bs_unexpected(conn, "use", line);
+	appendStringInfo(&conn->wbuf, CMD_USE " %s\r\n", tube);
+	line = bs_request(conn, CMD_USE, 0);
+	if (strncmp(line, MSG_USING " ", 6) != 0 || strcmp(line + 6, tube) != 0)
+		bs_unexpected(conn, CMD_USE, line);
 	strlcpy(conn->used_tube, tube, sizeof(conn->used_tube));
 }
 
@@ -738,7 +780,7 @@ bs_max_job_size(BeanstalkConn *conn)
 	if (conn->max_job_size < 0)
 	{
 		size_t		len;
-		char	   *yaml = bs_stats(conn, "stats", &len);
+		char	   *yaml = bs_stats_server(conn, &len);
 		char	   *v = yaml ? bs_yaml_get(yaml, "max-job-size") : NULL;
 		uint64		n;
 		const char *end;
@@ -756,7 +798,7 @@ static void
 append_put(StringInfo buf, uint64 pri, uint64 delay, uint64 ttr,
 		   const char *body, size_t len)
 {
-	appendStringInfo(buf, "put " UINT64_FORMAT " " UINT64_FORMAT " " UINT64_FORMAT " %zu\r\n",
+	appendStringInfo(buf, CMD_PUT " " UINT64_FORMAT " " UINT64_FORMAT " " UINT64_FORMAT " %zu\r\n",
 					 pri, delay, ttr, len);
 	appendBinaryStringInfo(buf, body, len);
 	appendBinaryStringInfo(buf, "\r\n", 2);
@@ -765,15 +807,15 @@ append_put(StringInfo buf, uint64 pri, uint64 delay, uint64 ttr,
 static BsStatus
 parse_put_reply(BeanstalkConn *conn, const char *line, uint64 *id)
 {
-	if (reply_u64(line, "INSERTED", id))
+	if (reply_u64(line, MSG_INSERTED, id))
 		return BS_OK;
-	if (reply_u64(line, "BURIED", id))
+	if (reply_u64(line, MSG_BURIED, id))
 		return BS_BURIED;
-	if (strcmp(line, "JOB_TOO_BIG") == 0)
+	if (strcmp(line, MSG_JOB_TOO_BIG) == 0)
 		return BS_JOB_TOO_BIG;
-	if (strcmp(line, "DRAINING") == 0)
+	if (strcmp(line, MSG_DRAINING) == 0)
 		return BS_DRAINING;
-	bs_unexpected(conn, "put", line);
+	bs_unexpected(conn, CMD_PUT, line);
 }
 
 /* put into the tube in use; returns the new job's id */
@@ -786,7 +828,7 @@ bs_put(BeanstalkConn *conn, uint64 pri, uint64 delay, uint64 ttr,
 
 	bs_begin(conn);
 	append_put(&conn->wbuf, pri, delay, ttr, body, len);
-	line = bs_request(conn, "put", 0);
+	line = bs_request(conn, CMD_PUT, 0);
 	switch (parse_put_reply(conn, line, &id))
 	{
 		case BS_OK:
@@ -821,17 +863,20 @@ bs_put(BeanstalkConn *conn, uint64 pri, uint64 delay, uint64 ttr,
 void
 bs_pipeline_begin(BeanstalkConn *conn)
 {
-	bs_ensure(conn);
-	if (conn->pending != 0)
-		elog(ERROR, "jobq: beanstalkd pipeline started with %d replies pending",
-			 conn->pending);
-	resetStringInfo(&conn->wbuf);
+	bs_begin(conn);
+}
+
+/* whether anything was queued since bs_pipeline_begin */
+bool
+bs_pipeline_pending(BeanstalkConn *conn)
+{
+	return conn->wbuf.len > 0;
 }
 
 void
 bs_queue_use(BeanstalkConn *conn, const char *tube)
 {
-	appendStringInfo(&conn->wbuf, "use %s\r\n", tube);
+	appendStringInfo(&conn->wbuf, CMD_USE " %s\r\n", tube);
 	strlcpy(conn->used_tube, tube, sizeof(conn->used_tube));
 	conn->pending++;
 }
@@ -867,16 +912,16 @@ bs_read_pending(BeanstalkConn *conn, const char *what)
 void
 bs_read_use_reply(BeanstalkConn *conn)
 {
-	char	   *line = bs_read_pending(conn, "use");
+	char	   *line = bs_read_pending(conn, CMD_USE);
 
-	if (strncmp(line, "USING ", 6) != 0)
-		bs_unexpected(conn, "use", line);
+	if (strncmp(line, MSG_USING " ", 6) != 0)
+		bs_unexpected(conn, CMD_USE, line);
 }
 
 BsStatus
 bs_read_put_reply(BeanstalkConn *conn, uint64 *id)
 {
-	return parse_put_reply(conn, bs_read_pending(conn, "put"), id);
+	return parse_put_reply(conn, bs_read_pending(conn, CMD_PUT), id);
 }
 
 /*
@@ -897,14 +942,14 @@ bs_drain_pending(BeanstalkConn *conn)
 							   conn->touch_rem);
 		conn->touch_rem = 0;
 		if (!bs_send_all(conn))
-			bs_lost(conn, "touch");
+			bs_lost(conn, CMD_TOUCH);
 	}
 	while (conn->pending > 0)
 	{
-		char	   *line = bs_read_pending(conn, "touch");
+		char	   *line = bs_read_pending(conn, CMD_TOUCH);
 
-		if (strcmp(line, "TOUCHED") != 0 && strcmp(line, "NOT_FOUND") != 0)
-			bs_unexpected(conn, "touch", line);
+		if (strcmp(line, MSG_TOUCHED) != 0 && strcmp(line, MSG_NOT_FOUND) != 0)
+			bs_unexpected(conn, CMD_TOUCH, line);
 	}
 }
 
@@ -918,9 +963,9 @@ watch_or_ignore(BeanstalkConn *conn, const char *cmd, const char *tube)
 	bs_begin(conn);
 	appendStringInfo(&conn->wbuf, "%s %s\r\n", cmd, tube);
 	line = bs_request(conn, cmd, 0);
-	if (strcmp(line, "NOT_IGNORED") == 0)
+	if (strcmp(line, MSG_NOT_IGNORED) == 0)
 		return -1;
-	if (!reply_u64(line, "WATCHING", &n))
+	if (!reply_u64(line, MSG_WATCHING, &n))
 		bs_unexpected(conn, cmd, line);
 	return (int) n;
 }
@@ -928,14 +973,14 @@ watch_or_ignore(BeanstalkConn *conn, const char *cmd, const char *tube)
 int
 bs_watch(BeanstalkConn *conn, const char *tube)
 {
-	return watch_or_ignore(conn, "watch", tube);
+	return watch_or_ignore(conn, CMD_WATCH, tube);
 }
 
 /* returns -1 if the tube is the last one watched (NOT_IGNORED) */
 int
 bs_ignore(BeanstalkConn *conn, const char *tube)
 {
-	return watch_or_ignore(conn, "ignore", tube);
+	return watch_or_ignore(conn, CMD_IGNORE, tube);
 }
 
 /* Read the "<id> <bytes>\r\n<data>\r\n" part of RESERVED and FOUND. */
@@ -965,15 +1010,15 @@ bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job)
 	TimestampTz deadline = io_deadline(timeout_s * 1000);
 
 	bs_begin(conn);
-	appendStringInfo(&conn->wbuf, "reserve-with-timeout %d\r\n", timeout_s);
-	line = bs_request(conn, "reserve", deadline);
-	if (strcmp(line, "TIMED_OUT") == 0)
+	appendStringInfo(&conn->wbuf, CMD_RESERVE " %d\r\n", timeout_s);
+	line = bs_request(conn, CMD_RESERVE, deadline);
+	if (strcmp(line, MSG_TIMED_OUT) == 0)
 		return BS_TIMED_OUT;
-	if (strcmp(line, "DEADLINE_SOON") == 0)
+	if (strcmp(line, MSG_DEADLINE_SOON) == 0)
 		return BS_DEADLINE_SOON;
 	conn->in_flight = true;
-	if (!read_job_reply(conn, line, "RESERVED", deadline, "reserve", job))
-		bs_unexpected(conn, "reserve", line);
+	if (!read_job_reply(conn, line, MSG_RESERVED, deadline, CMD_RESERVE, job))
+		bs_unexpected(conn, CMD_RESERVE, line);
 	conn->in_flight = false;
 	return BS_OK;
 }
@@ -993,9 +1038,9 @@ id_command(BeanstalkConn *conn, const char *cmd, const char *ok, const char *fmt
 	line = bs_request(conn, cmd, 0);
 	if (strcmp(line, ok) == 0)
 		return BS_OK;
-	if (strcmp(line, "NOT_FOUND") == 0)
+	if (strcmp(line, MSG_NOT_FOUND) == 0)
 		return BS_NOT_FOUND;
-	if (strcmp(line, "BURIED") == 0 && strcmp(cmd, "release") == 0)
+	if (strcmp(line, MSG_BURIED) == 0 && strcmp(cmd, CMD_RELEASE) == 0)
 		return BS_BURIED;
 	bs_unexpected(conn, cmd, line);
 }
@@ -1003,26 +1048,26 @@ id_command(BeanstalkConn *conn, const char *cmd, const char *ok, const char *fmt
 bool
 bs_delete(BeanstalkConn *conn, uint64 id)
 {
-	return id_command(conn, "delete", "DELETED", NULL, id, 0, 0) == BS_OK;
+	return id_command(conn, CMD_DELETE, MSG_DELETED, NULL, id, 0, 0) == BS_OK;
 }
 
 BsStatus
 bs_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay)
 {
-	return id_command(conn, "release", "RELEASED",
+	return id_command(conn, CMD_RELEASE, MSG_RELEASED,
 					  " " UINT64_FORMAT " " UINT64_FORMAT, id, pri, delay);
 }
 
 bool
 bs_bury(BeanstalkConn *conn, uint64 id, uint64 pri)
 {
-	return id_command(conn, "bury", "BURIED", " " UINT64_FORMAT, id, pri, 0) == BS_OK;
+	return id_command(conn, CMD_BURY, MSG_BURIED, " " UINT64_FORMAT, id, pri, 0) == BS_OK;
 }
 
 bool
 bs_kick_job(BeanstalkConn *conn, uint64 id)
 {
-	return id_command(conn, "kick-job", "KICKED", NULL, id, 0, 0) == BS_OK;
+	return id_command(conn, CMD_KICK_JOB, MSG_KICKED, NULL, id, 0, 0) == BS_OK;
 }
 
 /* kick up to 'bound' jobs in the tube in use; returns how many were kicked */
@@ -1033,38 +1078,58 @@ bs_kick(BeanstalkConn *conn, uint64 bound)
 	uint64		n;
 
 	bs_begin(conn);
-	appendStringInfo(&conn->wbuf, "kick " UINT64_FORMAT "\r\n", bound);
-	line = bs_request(conn, "kick", 0);
-	if (!reply_u64(line, "KICKED", &n))
-		bs_unexpected(conn, "kick", line);
+	appendStringInfo(&conn->wbuf, CMD_KICK " " UINT64_FORMAT "\r\n", bound);
+	line = bs_request(conn, CMD_KICK, 0);
+	if (!reply_u64(line, MSG_KICKED, &n))
+		bs_unexpected(conn, CMD_KICK, line);
 	return n;
 }
 
 /* cmd is a full command line without CRLF: "peek 5", "peek-ready", ... */
-bool
-bs_peek(BeanstalkConn *conn, const char *cmd, BsJob *job)
+static bool
+peek_request(BeanstalkConn *conn, const char *cmd, BsJob *job)
 {
 	char	   *line;
 	TimestampTz deadline = io_deadline(0);
 
 	bs_begin(conn);
 	appendStringInfo(&conn->wbuf, "%s\r\n", cmd);
-	line = bs_request(conn, "peek", deadline);
-	if (strcmp(line, "NOT_FOUND") == 0)
+	line = bs_request(conn, CMD_PEEK, deadline);
+	if (strcmp(line, MSG_NOT_FOUND) == 0)
 		return false;
 	conn->in_flight = true;
-	if (!read_job_reply(conn, line, "FOUND", deadline, "peek", job))
-		bs_unexpected(conn, "peek", line);
+	if (!read_job_reply(conn, line, MSG_FOUND, deadline, CMD_PEEK, job))
+		bs_unexpected(conn, CMD_PEEK, line);
 	conn->in_flight = false;
 	return true;
+}
+
+/* peek: the job with this id, whatever its tube; false if there is none */
+bool
+bs_peek_job(BeanstalkConn *conn, uint64 id, BsJob *job)
+{
+	return peek_request(conn, psprintf(CMD_PEEK " " UINT64_FORMAT, id), job);
+}
+
+/* peek-ready/-delayed/-buried: the next such job of the tube in use */
+bool
+bs_peek_state(BeanstalkConn *conn, BsPeekState state, BsJob *job)
+{
+	static const char *const cmds[] = {
+		[BS_PEEK_READY] = CMD_PEEK_READY,
+		[BS_PEEK_DELAYED] = CMD_PEEK_DELAYED,
+		[BS_PEEK_BURIED] = CMD_PEEK_BURIED,
+	};
+
+	return peek_request(conn, cmds[state], job);
 }
 
 /*
  * cmd is a full command line without CRLF ("stats", "stats-tube x",
  * "stats-job 5", "list-tubes").  Returns the YAML, or NULL on NOT_FOUND.
  */
-char *
-bs_stats(BeanstalkConn *conn, const char *cmd, size_t *len)
+static char *
+yaml_request(BeanstalkConn *conn, const char *cmd, size_t *len)
 {
 	char	   *line;
 	uint64		bytes;
@@ -1073,16 +1138,41 @@ bs_stats(BeanstalkConn *conn, const char *cmd, size_t *len)
 
 	bs_begin(conn);
 	appendStringInfo(&conn->wbuf, "%s\r\n", cmd);
-	line = bs_request(conn, "stats", deadline);
-	if (strcmp(line, "NOT_FOUND") == 0)
+	line = bs_request(conn, CMD_STATS, deadline);
+	if (strcmp(line, MSG_NOT_FOUND) == 0)
 		return NULL;
-	if (!reply_u64(line, "OK", &bytes) || bytes > (uint64) MaxAllocSize - 3)
-		bs_unexpected(conn, "stats", line);
+	if (!reply_u64(line, MSG_OK, &bytes) || bytes > (uint64) MaxAllocSize - 3)
+		bs_unexpected(conn, CMD_STATS, line);
 	conn->in_flight = true;
-	data = bs_read_data(conn, bytes, deadline, "stats");
+	data = bs_read_data(conn, bytes, deadline, CMD_STATS);
 	conn->in_flight = false;
 	*len = bytes;
 	return data;
+}
+
+char *
+bs_stats_server(BeanstalkConn *conn, size_t *len)
+{
+	return yaml_request(conn, CMD_STATS, len);
+}
+
+char *
+bs_stats_tube(BeanstalkConn *conn, const char *tube, size_t *len)
+{
+	Assert(bs_tube_name_ok(tube));
+	return yaml_request(conn, psprintf(CMD_STATS_TUBE " %s", tube), len);
+}
+
+char *
+bs_stats_job(BeanstalkConn *conn, uint64 id, size_t *len)
+{
+	return yaml_request(conn, psprintf(CMD_STATS_JOB " " UINT64_FORMAT, id), len);
+}
+
+char *
+bs_list_tubes(BeanstalkConn *conn, size_t *len)
+{
+	return yaml_request(conn, CMD_LIST_TUBES, len);
 }
 
 bool
@@ -1091,13 +1181,13 @@ bs_pause_tube(BeanstalkConn *conn, const char *tube, uint64 delay)
 	char	   *line;
 
 	bs_begin(conn);
-	appendStringInfo(&conn->wbuf, "pause-tube %s " UINT64_FORMAT "\r\n", tube, delay);
-	line = bs_request(conn, "pause-tube", 0);
-	if (strcmp(line, "PAUSED") == 0)
+	appendStringInfo(&conn->wbuf, CMD_PAUSE_TUBE " %s " UINT64_FORMAT "\r\n", tube, delay);
+	line = bs_request(conn, CMD_PAUSE_TUBE, 0);
+	if (strcmp(line, MSG_PAUSED) == 0)
 		return true;
-	if (strcmp(line, "NOT_FOUND") == 0)
+	if (strcmp(line, MSG_NOT_FOUND) == 0)
 		return false;
-	bs_unexpected(conn, "pause-tube", line);
+	bs_unexpected(conn, CMD_PAUSE_TUBE, line);
 }
 
 /*
@@ -1114,7 +1204,7 @@ void
 bs_touch_arm(BeanstalkConn *conn, uint64 id)
 {
 	Assert(conn->touch_rem == 0);
-	snprintf(conn->touch_cmd, sizeof(conn->touch_cmd), "touch " UINT64_FORMAT "\r\n", id);
+	snprintf(conn->touch_cmd, sizeof(conn->touch_cmd), CMD_TOUCH " " UINT64_FORMAT "\r\n", id);
 	conn->touch_len = strlen(conn->touch_cmd);
 }
 

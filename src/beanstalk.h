@@ -57,6 +57,14 @@ typedef enum BsStatus
 	BS_DRAINING
 } BsStatus;
 
+/* which kind of job peek-ready/-delayed/-buried looks for */
+typedef enum BsPeekState
+{
+	BS_PEEK_READY,
+	BS_PEEK_DELAYED,
+	BS_PEEK_BURIED
+} BsPeekState;
+
 /* a job as returned by reserve and peek; body is palloc'd and NUL-terminated */
 typedef struct BsJob
 {
@@ -82,6 +90,7 @@ extern bool bs_tube_name_ok(const char *tube);
 
 /* pipelined puts: begin, queue several, flush once, read each reply in order */
 extern void bs_pipeline_begin(BeanstalkConn *conn);
+extern bool bs_pipeline_pending(BeanstalkConn *conn);
 extern void bs_queue_use(BeanstalkConn *conn, const char *tube);
 extern void bs_queue_put(BeanstalkConn *conn, uint64 pri, uint64 delay,
 						 uint64 ttr, const char *body, size_t len);
@@ -104,8 +113,12 @@ extern void bs_drain_pending(BeanstalkConn *conn);
 /* administration */
 extern uint64 bs_kick(BeanstalkConn *conn, uint64 bound);
 extern bool bs_kick_job(BeanstalkConn *conn, uint64 id);
-extern bool bs_peek(BeanstalkConn *conn, const char *cmd, BsJob *job);
-extern char *bs_stats(BeanstalkConn *conn, const char *cmd, size_t *len);
+extern bool bs_peek_job(BeanstalkConn *conn, uint64 id, BsJob *job);
+extern bool bs_peek_state(BeanstalkConn *conn, BsPeekState state, BsJob *job);
+extern char *bs_stats_server(BeanstalkConn *conn, size_t *len);
+extern char *bs_stats_tube(BeanstalkConn *conn, const char *tube, size_t *len);
+extern char *bs_stats_job(BeanstalkConn *conn, uint64 id, size_t *len);
+extern char *bs_list_tubes(BeanstalkConn *conn, size_t *len);
 extern bool bs_pause_tube(BeanstalkConn *conn, const char *tube, uint64 delay);
 
 /* the per-backend connection used by SQL functions */

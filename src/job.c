@@ -28,6 +28,7 @@
 
 #include "beanstalk.h"
 #include "job.h"
+#include "job_json.h"
 #include "signing.h"
 
 void
@@ -140,9 +141,8 @@ job_seconds_arg(bool isnull, Interval *value, const char *what,
 
 	if (isnull)
 		return (uint64) default_s;
-	if (pg_mul_s64_overflow((int64) value->month * DAYS_PER_MONTH + value->day,
-							USECS_PER_DAY, &usecs) ||
-		pg_add_s64_overflow(usecs, value->time, &usecs))
+	usecs = job_interval_usecs(value);
+	if (usecs == PG_INT64_MAX || usecs == PG_INT64_MIN)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s is out of range", what)));

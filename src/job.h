@@ -51,6 +51,5 @@ extern char *job_encode(const JobSpec *spec, const pg_uuid_t *id, size_t *len);
 extern bool job_decode(const char *body, size_t len, JobBody *job, char **error);
 extern void job_append_jsonb_compact(StringInfo out, JsonbContainer *container);
 extern JsonbValue *job_jsonb_get(Jsonb *object, const char *key);
-extern bool job_json_check(const char *body, size_t len, JobBody *job, char **error);
 
 #endif							/* JOBQ_JOB_H */

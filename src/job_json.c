@@ -15,6 +15,7 @@
 
 #include "beanstalk.h"
 #include "job.h"
+#include "job_json.h"
 
 static bool
 parse_uuid(const char *s, pg_uuid_t *out)

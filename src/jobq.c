@@ -12,6 +12,7 @@
 
 #include "jobq.h"
 #include "shmem.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -23,12 +24,21 @@ _PG_init(void)
 	beanstalk_init_gucs();
 	put_init_gucs();
 	signing_init_gucs();
+	worker_init_gucs();
+	relay_init_gucs();
+
+	/*
+	 * Loaded by a backend (jobq_put_now and the admin functions work without
+	 * the preload): no workers, and no PGC_POSTMASTER settings, which only
+	 * a preload may define.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+	{
+		MarkGUCPrefixReserved("jobq");
+		return;
+	}
 	launcher_init_gucs();
 	MarkGUCPrefixReserved("jobq");
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
 	shmem_install_hooks();
 	launcher_register();
 }

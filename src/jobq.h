@@ -21,18 +21,15 @@ extern int	jobq_default_priority;
 extern int	jobq_default_delay;		/* s */
 extern int	jobq_default_ttr;		/* s */
 
-/* launcher.c / worker.c / relay.c */
-extern char *jobq_database;
-extern int	jobq_workers;
-extern bool jobq_touch_jobs;
-extern int	jobq_done_retention;	/* s */
-extern int	jobq_failed_retention;	/* s */
-extern int	jobq_max_handler_time;	/* ms */
 
 extern void beanstalk_init_gucs(void);
 extern void signing_init_gucs(void);
 extern void put_init_gucs(void);
+
+/* worker/: the background processes' settings, and the launcher */
 extern void launcher_init_gucs(void);
+extern void worker_init_gucs(void);
+extern void relay_init_gucs(void);
 extern void launcher_register(void);
 
 #endif							/* JOBQ_H */

@@ -1,6 +1,7 @@
 /*
  * outbox.c
- *		jobq_put: enqueue a job in the caller's transaction.
+ *		The outbox: a job written in the caller's transaction, and the
+ *		relay's wake-up when that transaction commits.
  *
  * The job is encoded and checked at once, then written as a row of
  * jobq.outbox.  Nothing touches the network here: if the transaction rolls
@@ -21,16 +22,23 @@
 #include "job.h"
 #include "jobq.h"
 #include "outbox.h"
-#include "put.h"
 #include "schema.h"
 #include "shmem.h"
-
-PG_FUNCTION_INFO_V1(jobq_put);
 
 static bool callback_registered = false;
 static bool outbox_written = false;
 static bool warned_no_relay = false;
 static SPIPlanPtr insert_plan = NULL;
+
+/* Called after commit by a backend that wrote outbox rows. */
+static void
+relay_wakeup(void)
+{
+	Latch	   *latch = shmem_relay_latch();
+
+	if (latch != NULL)
+		SetLatch(latch);
+}
 
 static void
 outbox_xact_callback(XactEvent event, void *arg)
@@ -106,14 +114,9 @@ outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id)
 	if (insert_plan == NULL)
 	{
 		Oid			types[7] = {UUIDOID, TEXTOID, TEXTOID, BYTEAOID, INT8OID, INT8OID, INT8OID};
-		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("INSERT INTO jobq.outbox (id, tube, func_name, body, priority, delay, ttr) "
-						   "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
-		if (plan == NULL)
-			elog(ERROR, "jobq: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		insert_plan = plan;
+		insert_plan = schema_keep_plan("INSERT INTO jobq.outbox (id, tube, func_name, body, priority, delay, ttr) "
+									   "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
 	}
 	rc = SPI_execute_plan(insert_plan, values, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
@@ -127,20 +130,4 @@ outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id)
 		callback_registered = true;
 	}
 	outbox_written = true;
-}
-
-/*
- * jobq_put(tube, func_name, kwargs, priority, delay, ttr) -> uuid
- *
- * The job reaches beanstalkd if, and after, the calling transaction commits.
- */
-Datum
-jobq_put(PG_FUNCTION_ARGS)
-{
-	JobSpec		spec;
-	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-
-	put_spec_from_args(fcinfo, &spec);
-	outbox_insert(&spec, id, false);
-	PG_RETURN_UUID_P(id);
 }

@@ -131,18 +131,14 @@ acl_load(const char *tube, const char *func_name, AclEntry *entry)
 	if (acl_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
-		SPIPlanPtr	plan = SPI_prepare(psprintf("SELECT run_as::pg_catalog.oid, %s "
-												"FROM jobq.handlers "
-												"WHERE tube OPERATOR(pg_catalog.=) $1 "
-												"AND func_name OPERATOR(pg_catalog.=) $2",
-												has_producers ? "producers::pg_catalog.oid[]"
-												: "NULL::pg_catalog.oid[]"),
-									   2, types);
 
-		if (plan == NULL)
-			elog(ERROR, "jobq: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		acl_plan = plan;
+		acl_plan = schema_keep_plan(psprintf("SELECT run_as::pg_catalog.oid, %s "
+											 "FROM jobq.handlers "
+											 "WHERE tube OPERATOR(pg_catalog.=) $1 "
+											 "AND func_name OPERATOR(pg_catalog.=) $2",
+											 has_producers ? "producers::pg_catalog.oid[]"
+											 : "NULL::pg_catalog.oid[]"),
+									2, types);
 		acl_plan_has_producers = has_producers;
 	}
 	/*

@@ -1,8 +1,9 @@
 /*
  * put.c
- *		jobq_put_now: send a job to beanstalkd at once, outside any
- *		transaction, over the backend's persistent connection; and the
- *		argument checks it shares with jobq_put and the enqueue trigger.
+ *		jobq_put, which enqueues a job in the caller's transaction through
+ *		the outbox, and jobq_put_now, which sends it to beanstalkd at once
+ *		over the backend's persistent connection; and the argument checks
+ *		they share with the enqueue trigger.
  */
 #include "postgres.h"
 
@@ -18,6 +19,7 @@
 #include "beanstalk.h"
 #include "jobq.h"
 #include "job.h"
+#include "outbox.h"
 #include "producer_acl.h"
 #include "put.h"
 
@@ -25,6 +27,7 @@ int			jobq_default_priority = 1024;
 int			jobq_default_delay = 0;
 int			jobq_default_ttr = 60;
 
+PG_FUNCTION_INFO_V1(jobq_put);
 PG_FUNCTION_INFO_V1(jobq_put_now);
 
 void
@@ -190,4 +193,20 @@ jobq_put_now(PG_FUNCTION_ARGS)
 				 errhint("Send smaller kwargs, or raise beanstalkd's -z limit.")));
 	bs_use(conn, spec.tube);
 	PG_RETURN_INT64((int64) bs_put(conn, spec.priority, spec.delay, spec.ttr, body, len));
+}
+
+/*
+ * jobq_put(tube, func_name, kwargs, priority, delay, ttr) -> uuid
+ *
+ * The job reaches beanstalkd if, and after, the calling transaction commits.
+ */
+Datum
+jobq_put(PG_FUNCTION_ARGS)
+{
+	JobSpec		spec;
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+	put_spec_from_args(fcinfo, &spec);
+	outbox_insert(&spec, id, false);
+	PG_RETURN_UUID_P(id);
 }

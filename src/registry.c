@@ -1,6 +1,7 @@
 /*
  * registry.c
- *		The handler registry, jobq.handlers, and putting failed jobs back.
+ *		The handler registry, jobq.handlers: who runs the jobs of (tube,
+ *		func_name), as whom, and who may enqueue them.
  *
  * The registry answers the one question a job body may ask: which function
  * runs jobs named (tube, func_name), as which role.  Nobody can make a job
@@ -41,8 +42,6 @@
 PG_FUNCTION_INFO_V1(jobq_register);
 PG_FUNCTION_INFO_V1(jobq_register_c);
 PG_FUNCTION_INFO_V1(jobq_unregister);
-PG_FUNCTION_INFO_V1(jobq_retry_failed);
-PG_FUNCTION_INFO_V1(jobq_retry_failed_tube);
 PG_FUNCTION_INFO_V1(jobq_grant);
 PG_FUNCTION_INFO_V1(jobq_revoke);
 
@@ -338,105 +337,6 @@ jobq_unregister(PG_FUNCTION_ARGS)
 	schema_restore_user(&owner);
 	SPI_finish();
 	PG_RETURN_BOOL(found);
-}
-
-/*
- * Put the failure in row 'row' of tt back into its tube through
- * the outbox (so it happens only if the caller commits), keeping its job id.
- * Columns: id, job_id, bs_id, tube, func_name, kwargs, priority, ttr.
- */
-static void
-retry_row(Oid caller, SPITupleTable *tt, uint64 row)
-{
-	HeapTuple	tup = tt->vals[row];
-	TupleDesc	desc = tt->tupdesc;
-	bool		isnull;
-	JobSpec		spec;
-	pg_uuid_t	id;
-	Datum		d;
-	int64		failed_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	Datum		bs_id;
-	bool		bs_id_null;
-
-	spec.tube = SPI_getvalue(tup, desc, 4);
-	spec.func_name = SPI_getvalue(tup, desc, 5);
-	d = SPI_getbinval(tup, desc, 6, &isnull);
-	if (spec.tube == NULL || spec.func_name == NULL || isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("failed job " INT64_FORMAT " cannot be retried", failed_id),
-				 errdetail("Its body was not a valid jobq job.")));
-	spec.kwargs = DatumGetJsonbP(d);
-	acl_check_producer(caller, spec.tube, spec.func_name);
-	d = SPI_getbinval(tup, desc, 7, &isnull);
-	/* the job's own priority and ttr; rows written by 1.0 have none */
-	spec.priority = isnull ? (uint64) jobq_default_priority : (uint64) DatumGetInt64(d);
-	spec.delay = 0;
-	d = SPI_getbinval(tup, desc, 8, &isnull);
-	spec.ttr = isnull ? (uint64) jobq_default_ttr : (uint64) DatumGetInt64(d);
-	d = SPI_getbinval(tup, desc, 2, &isnull);
-	if (isnull)
-		job_new_uuid(&id);
-	else
-		memcpy(&id, DatumGetUUIDP(d), sizeof(id));
-	outbox_insert(&spec, &id, true);
-
-	/* the buried original, if it is still there and still this job */
-	bs_id = SPI_getbinval(tup, desc, 3, &bs_id_null);
-	if (!bs_id_null)
-	{
-		BeanstalkConn *conn = bs_backend_conn();
-		BsJob		job;
-		JobBody		body;
-		char	   *error;
-
-		if (bs_peek(conn, psprintf("peek " INT64_FORMAT, DatumGetInt64(bs_id)), &job) &&
-			job_decode(job.body, job.len, &body, &error) && body.has_id &&
-			memcmp(&body.id, &id, sizeof(id)) == 0)
-			(void) bs_delete(conn, job.id);
-	}
-}
-
-static int64
-retry_where(const char *where, Datum arg, Oid argtype)
-{
-	Oid			caller = GetUserId();
-	OwnerContext owner;
-	int			rc;
-	int64		n;
-
-	SPI_connect();
-	schema_become_owner(&owner);
-	rc = SPI_execute_with_args(psprintf("DELETE FROM jobq.failed WHERE %s "
-										"RETURNING id, job_id, bs_id, tube, func_name, kwargs, priority, ttr",
-										where),
-							   1, &argtype, &arg, NULL, false, 0);
-	if (rc != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "jobq: failed-job lookup failed: %s", SPI_result_code_string(rc));
-	n = (int64) SPI_processed;
-	schema_restore_user(&owner);
-	{
-		SPITupleTable *tt = SPI_tuptable;
-
-		for (uint64 i = 0; i < (uint64) n; i++)
-			retry_row(caller, tt, i);
-	}
-	SPI_finish();
-	return n;
-}
-
-/* jobq_retry_failed(failed_id bigint) -> whether there was such a row */
-Datum
-jobq_retry_failed(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(retry_where("id OPERATOR(pg_catalog.=) $1", PG_GETARG_DATUM(0), INT8OID) > 0);
-}
-
-/* jobq_retry_failed(tube text) -> number of jobs put back */
-Datum
-jobq_retry_failed_tube(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_INT64(retry_where("tube OPERATOR(pg_catalog.=) $1", PG_GETARG_DATUM(0), TEXTOID));
 }
 
 /*

@@ -9,6 +9,8 @@
 
 #include "postgres.h"
 
+#include "executor/spi.h"
+
 typedef struct OwnerContext
 {
 	Oid			save_userid;	/* the caller: check its rights with this */
@@ -22,5 +24,6 @@ extern void schema_unpin_search_path(int nest);
 extern void schema_become_owner(OwnerContext *ctx);
 extern void schema_restore_user(OwnerContext *ctx);
 extern Oid	schema_func_owner(Oid fn);
+extern SPIPlanPtr schema_keep_plan(const char *sql, int nargs, Oid *types);
 
 #endif							/* JOBQ_SCHEMA_H */

@@ -3,6 +3,17 @@
  *		Shared memory for jobq: requested at preload, initialised by the
  *		first process that attaches, used by the workers to publish their
  *		state and by committing backends to wake the relay.
+ *
+ * Note about locking: every write to shared memory goes through this file.
+ * A slot belongs to one process at a time (the launcher starts at most one
+ * process per slot); that process writes it, under the slot's spinlock,
+ * and anybody may read a consistent copy under the same spinlock
+ * (slot_read).  relay_latch is set by the relay at start and cleared at its
+ * exit, under jobq_shared->mutex; committing backends read it under the
+ * same mutex and set the latch outside it.  max_job_size is an atomic
+ * written by the relay and read without a lock: a stale value only delays
+ * an early size check to the relay.  No code holds two of these locks at
+ * once, and none runs anything but plain assignments while holding one.
  */
 #include "postgres.h"
 
@@ -16,6 +27,19 @@
 #include "shmem.h"
 
 JobqShared *jobq_shared = NULL;
+
+const char *const jobq_state_names[] = {
+	[JOBQ_STATE_STOPPED] = "stopped",
+	[JOBQ_STATE_STARTING] = "starting",
+	[JOBQ_STATE_WAITING_EXTENSION] = "waiting for extension",
+	[JOBQ_STATE_IDLE] = "idle",
+	[JOBQ_STATE_IDLE_NO_HANDLERS] = "idle (no handlers)",
+	[JOBQ_STATE_RUNNING] = "running",
+	[JOBQ_STATE_REJECTING] = "rejecting",
+	[JOBQ_STATE_SENDING] = "sending",
+	[JOBQ_STATE_WAITING_BEANSTALKD] = "waiting for beanstalkd",
+	[JOBQ_STATE_RECOVERING] = "recovering",
+};
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -79,33 +103,109 @@ shmem_available(void)
 }
 
 void
-slot_set_state(int slot, const char *state, const char *tube,
-			   const char *func_name, uint64 job_id)
+shmem_set_relay_latch(Latch *latch)
+{
+	SpinLockAcquire(&jobq_shared->mutex);
+	jobq_shared->relay_latch = latch;
+	SpinLockRelease(&jobq_shared->mutex);
+}
+
+/* the relay's latch, or NULL when no relay runs (or jobq is not preloaded) */
+Latch *
+shmem_relay_latch(void)
+{
+	Latch	   *latch;
+
+	if (jobq_shared == NULL)
+		return NULL;
+	SpinLockAcquire(&jobq_shared->mutex);
+	latch = jobq_shared->relay_latch;
+	SpinLockRelease(&jobq_shared->mutex);
+	return latch;
+}
+
+/* A process takes its slot at start. */
+void
+slot_attach(int slot, JobqWorkerKind kind)
 {
 	JobqWorkerSlot *s = &jobq_shared->slots[slot];
 
 	SpinLockAcquire(&s->mutex);
-	strlcpy(s->state, state, sizeof(s->state));
+	s->pid = MyProcPid;
+	s->kind = kind;
+	SpinLockRelease(&s->mutex);
+	slot_set_state(slot, JOBQ_STATE_STARTING, NULL, NULL, 0);
+}
+
+/* ... and gives it back at exit (its counters stay). */
+void
+slot_detach(int slot)
+{
+	JobqWorkerSlot *s = &jobq_shared->slots[slot];
+
+	if (s->kind == JOBQ_KIND_RELAY)
+		shmem_set_relay_latch(NULL);
+	slot_set_state(slot, JOBQ_STATE_STOPPED, NULL, NULL, 0);
+	SpinLockAcquire(&s->mutex);
+	s->pid = 0;
+	SpinLockRelease(&s->mutex);
+}
+
+int
+slot_pid(int slot)
+{
+	JobqWorkerSlot *s = &jobq_shared->slots[slot];
+	int			pid;
+
+	SpinLockAcquire(&s->mutex);
+	pid = s->pid;
+	SpinLockRelease(&s->mutex);
+	return pid;
+}
+
+void
+slot_read(int slot, JobqWorkerSlot *copy)
+{
+	JobqWorkerSlot *s = &jobq_shared->slots[slot];
+
+	SpinLockAcquire(&s->mutex);
+	memcpy(copy, s, sizeof(*copy));
+	SpinLockRelease(&s->mutex);
+}
+
+void
+slot_set_state(int slot, JobqWorkerState state, const char *tube,
+			   const char *func_name, uint64 job_id)
+{
+	JobqWorkerSlot *s = &jobq_shared->slots[slot];
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&s->mutex);
+	s->state = state;
 	strlcpy(s->tube, tube ? tube : "", sizeof(s->tube));
 	strlcpy(s->func_name, func_name ? func_name : "", sizeof(s->func_name));
 	s->job_id = job_id;
-	s->since = GetCurrentTimestamp();
+	s->since = now;
 	SpinLockRelease(&s->mutex);
 }
 
 void
 slot_count(int slot, bool ok, const char *error)
 {
+	slot_add_counts(slot, ok ? 1 : 0, ok ? 0 : 1);
+	if (error != NULL)
+		slot_note_error(slot, error);
+}
+
+void
+slot_add_counts(int slot, uint64 succeeded, uint64 failed)
+{
 	JobqWorkerSlot *s = &jobq_shared->slots[slot];
 
 	SpinLockAcquire(&s->mutex);
-	if (ok)
-		s->succeeded++;
-	else
-		s->failed++;
+	s->succeeded += succeeded;
+	s->failed += failed;
 	SpinLockRelease(&s->mutex);
-	if (error != NULL)
-		slot_note_error(slot, error);
 }
 
 void
@@ -118,19 +218,4 @@ slot_note_error(int slot, const char *error)
 	strlcpy(s->last_error, error, sizeof(s->last_error));
 	s->last_error_at = now;
 	SpinLockRelease(&s->mutex);
-}
-
-/* Called after commit by a backend that wrote outbox rows. */
-void
-relay_wakeup(void)
-{
-	Latch	   *latch;
-
-	if (jobq_shared == NULL)
-		return;
-	SpinLockAcquire(&jobq_shared->mutex);
-	latch = jobq_shared->relay_latch;
-	SpinLockRelease(&jobq_shared->mutex);
-	if (latch != NULL)
-		SetLatch(latch);
 }

@@ -1,7 +1,8 @@
 /*
  * shmem.h
- *		jobq's shared memory: the relay's latch and one status slot per
- *		background worker, read by the jobq.workers view.
+ *		jobq's shared memory: the relay's latch, the server's max-job-size,
+ *		and one status slot per background process, read by the
+ *		jobq.workers view.  See shmem.c for the locking rules.
  */
 #ifndef JOBQ_SHMEM_H
 #define JOBQ_SHMEM_H
@@ -13,6 +14,9 @@
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
+#include "beanstalk.h"
+#include "job.h"
+
 #define JOBQ_MAX_WORKERS	64
 #define JOBQ_ERRLEN			256
 
@@ -22,14 +26,31 @@ typedef enum JobqWorkerKind
 	JOBQ_KIND_WORKER
 } JobqWorkerKind;
 
+/* what a process is doing; jobq_state_names has the text jobq.workers shows */
+typedef enum JobqWorkerState
+{
+	JOBQ_STATE_STOPPED,
+	JOBQ_STATE_STARTING,
+	JOBQ_STATE_WAITING_EXTENSION,
+	JOBQ_STATE_IDLE,
+	JOBQ_STATE_IDLE_NO_HANDLERS,
+	JOBQ_STATE_RUNNING,
+	JOBQ_STATE_REJECTING,
+	JOBQ_STATE_SENDING,
+	JOBQ_STATE_WAITING_BEANSTALKD,
+	JOBQ_STATE_RECOVERING
+} JobqWorkerState;
+
+extern const char *const jobq_state_names[];
+
 typedef struct JobqWorkerSlot
 {
 	slock_t		mutex;			/* protects everything below */
 	int			pid;			/* 0 when not running */
 	JobqWorkerKind kind;
-	char		state[32];		/* "starting", "idle", "running", "waiting", ... */
-	char		tube[201];
-	char		func_name[201];
+	JobqWorkerState state;
+	char		tube[BS_MAX_NAME + 1];
+	char		func_name[JOB_MAX_FUNC_NAME + 1];
 	uint64		job_id;			/* beanstalkd id of the current job */
 	TimestampTz since;			/* when state last changed */
 	uint64		succeeded;
@@ -40,7 +61,7 @@ typedef struct JobqWorkerSlot
 
 typedef struct JobqShared
 {
-	slock_t		mutex;
+	slock_t		mutex;			/* protects relay_latch */
 	Latch	   *relay_latch;	/* NULL while no relay runs */
 	pg_atomic_uint64 max_job_size;	/* last seen from the server; 0 unknown */
 	int			nslots;
@@ -52,11 +73,17 @@ extern JobqShared *jobq_shared;
 extern void shmem_install_hooks(void);
 extern void shmem_attach(void);
 extern bool shmem_available(void);
+extern void shmem_set_relay_latch(Latch *latch);
+extern Latch *shmem_relay_latch(void);
 
-extern void slot_set_state(int slot, const char *state, const char *tube,
+extern void slot_attach(int slot, JobqWorkerKind kind);
+extern void slot_detach(int slot);
+extern int	slot_pid(int slot);
+extern void slot_read(int slot, JobqWorkerSlot *copy);
+extern void slot_set_state(int slot, JobqWorkerState state, const char *tube,
 						   const char *func_name, uint64 job_id);
 extern void slot_count(int slot, bool ok, const char *error);
+extern void slot_add_counts(int slot, uint64 succeeded, uint64 failed);
 extern void slot_note_error(int slot, const char *error);
-extern void relay_wakeup(void);
 
 #endif							/* JOBQ_SHMEM_H */

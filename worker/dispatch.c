@@ -32,6 +32,7 @@
 #include "utils/timestamp.h"
 
 #include "job.h"
+#include "schema.h"
 #include "worker.h"
 
 #define CALL_KEY_LEN	1024
@@ -99,17 +100,13 @@ dispatch_lookup(const char *tube, const char *func_name, Handler *h)
 	if (lookup_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT handler::pg_catalog.oid, library, symbol, "
+
+		lookup_plan = schema_keep_plan("SELECT handler::pg_catalog.oid, library, symbol, "
 									   "run_as::pg_catalog.oid, max_attempts, backoff, timeout, "
 									   "registered_by::pg_catalog.oid, registered_at "
 									   "FROM jobq.handlers WHERE tube OPERATOR(pg_catalog.=) $1 "
 									   "AND func_name OPERATOR(pg_catalog.=) $2",
 									   2, types);
-
-		if (plan == NULL)
-			elog(ERROR, "jobq: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		lookup_plan = plan;
 	}
 	values[0] = CStringGetTextDatum(tube);
 	values[1] = CStringGetTextDatum(func_name);
@@ -176,87 +173,207 @@ value_text(JsonbValue *v, bool as_json)
 	return buf.data;
 }
 
-static SPIPlanPtr
-prepare_call(const char *key, Oid fn, HeapTuple proctup, char **argnames,
-			 Oid *argtypes, int *argpos, int nkw, bool positional)
+/* The handler function's signature, as a call needs it. */
+typedef struct HandlerProc
 {
-	Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(proctup);
-	StringInfoData sql;
-	Oid		   *types = palloc(sizeof(Oid) * Max(nkw, 1));
-	SPIPlanPtr	plan;
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT %s(",
-					 quote_qualified_identifier(get_namespace_name(proc->pronamespace),
-												NameStr(proc->proname)));
-	for (int i = 0; i < nkw; i++)
-	{
-		int			p = argpos[i];
-
-		if (i > 0)
-			appendStringInfoString(&sql, ", ");
-		if (!positional)
-			appendStringInfo(&sql, "%s => ", quote_identifier(argnames[p]));
-		appendStringInfo(&sql, "$%d::%s", i + 1, format_type_be_qualified(argtypes[p]));
-		types[i] = TEXTOID;
-	}
-	appendStringInfoChar(&sql, ')');
-	plan = SPI_prepare(sql.data, nkw, types);
-	if (plan == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("could not prepare the call of handler %s", format_procedure(fn)),
-				 errdetail("SPI_prepare: %s", SPI_result_code_string(SPI_result))));
-	if (key != NULL)
-		SPI_keepplan(plan);
-	return plan;
-}
-
-/* a SQL-callable function: a single json/jsonb parameter, or named ones */
-static void
-call_function(Oid fn, Jsonb *kwargs)
-{
-	HeapTuple	proctup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Oid			fn;
+	HeapTuple	tup;			/* from the syscache, released after the call */
 	Oid		   *argtypes;
 	char	  **argnames;
 	char	   *argmodes;
 	int			nargs;
 	int			ndefaults;
-	int			nkw = 0;
+	bool		single_json;	/* one json/jsonb parameter: gets all kwargs */
+} HandlerProc;
+
+/* The arguments of one call: which parameter each value binds, as text. */
+typedef struct HandlerArgs
+{
+	int			n;
 	int		   *argpos;
 	Datum	   *values;
 	char	   *nulls;
-	bool	   *given;
-	StringInfoData key;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *keyname = NULL;
-	bool		single_json;
-	CachedCall *cached = NULL;
-	SPIPlanPtr	plan;
-	int			rc;
+	StringInfoData key;			/* the cache key, see CachedCall */
+} HandlerArgs;
 
-	if (!HeapTupleIsValid(proctup))
+static void
+proc_lookup(Oid fn, HandlerProc *proc)
+{
+	Form_pg_proc form;
+
+	proc->fn = fn;
+	proc->tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	if (!HeapTupleIsValid(proc->tup))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("handler function with OID %u does not exist", fn),
 				 errhint("It was dropped after registration; register the handler again.")));
-	if (((Form_pg_proc) GETSTRUCT(proctup))->prokind != PROKIND_FUNCTION)
+	form = (Form_pg_proc) GETSTRUCT(proc->tup);
+	if (form->prokind != PROKIND_FUNCTION)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("handler %s is not a plain function", format_procedure(fn))));
-	nargs = get_func_arg_info(proctup, &argtypes, &argnames, &argmodes);
-	ndefaults = ((Form_pg_proc) GETSTRUCT(proctup))->pronargdefaults;
-	single_json = (nargs == 1 && (argtypes[0] == JSONBOID || argtypes[0] == JSONOID) &&
-				   (argmodes == NULL || argmodes[0] == PROARGMODE_IN));
+	proc->nargs = get_func_arg_info(proc->tup, &proc->argtypes, &proc->argnames, &proc->argmodes);
+	proc->ndefaults = form->pronargdefaults;
+	proc->single_json = (proc->nargs == 1 &&
+						 (proc->argtypes[0] == JSONBOID || proc->argtypes[0] == JSONOID) &&
+						 (proc->argmodes == NULL || proc->argmodes[0] == PROARGMODE_IN));
+}
 
-	argpos = palloc(sizeof(int) * (JB_ROOT_COUNT(kwargs) + 1));
-	values = palloc(sizeof(Datum) * (JB_ROOT_COUNT(kwargs) + 1));
-	nulls = palloc(JB_ROOT_COUNT(kwargs) + 1);
-	given = palloc0(sizeof(bool) * (nargs + 1));
-	initStringInfo(&key);
-	appendStringInfo(&key, "%u:", fn);
+/* the input parameter called name, or -1 */
+static int
+param_position(const HandlerProc *proc, const char *name)
+{
+	for (int i = 0; i < proc->nargs && proc->argnames != NULL; i++)
+	{
+		if (proc->argnames[i] != NULL && strcmp(proc->argnames[i], name) == 0 &&
+			(proc->argmodes == NULL || proc->argmodes[i] == PROARGMODE_IN ||
+			 proc->argmodes[i] == PROARGMODE_INOUT || proc->argmodes[i] == PROARGMODE_VARIADIC))
+			return i;
+	}
+	return -1;
+}
+
+static void
+args_init(HandlerArgs *args, const HandlerProc *proc, int nkwargs)
+{
+	args->n = 0;
+	args->argpos = palloc(sizeof(int) * (nkwargs + 1));
+	args->values = palloc(sizeof(Datum) * (nkwargs + 1));
+	args->nulls = palloc(nkwargs + 1);
+	initStringInfo(&args->key);
+	appendStringInfo(&args->key, "%u:", proc->fn);
+}
+
+static void
+args_add(HandlerArgs *args, int pos, Datum value, bool isnull)
+{
+	args->argpos[args->n] = pos;
+	args->values[args->n] = value;
+	args->nulls[args->n] = isnull ? 'n' : ' ';
+	appendStringInfo(&args->key, "%d,", pos);
+	args->n++;
+}
+
+/* every input parameter without a default must be given */
+static void
+check_required(const HandlerProc *proc, const bool *given)
+{
+	int			nin = 0;
+
+	for (int i = 0; i < proc->nargs; i++)
+		if (proc->argmodes == NULL || proc->argmodes[i] != PROARGMODE_OUT)
+			nin++;
+	for (int i = 0, in = 0; i < proc->nargs; i++)
+	{
+		if (proc->argmodes != NULL &&
+			(proc->argmodes[i] == PROARGMODE_OUT || proc->argmodes[i] == PROARGMODE_TABLE))
+			continue;
+		if (!given[i] && in < nin - proc->ndefaults)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("kwargs lack argument \"%s\" of handler %s",
+							proc->argnames && proc->argnames[i] ? proc->argnames[i] : "?",
+							format_procedure(proc->fn))));
+		in++;
+	}
+}
+
+/* kwargs onto the parameters: the whole object, or one value per name */
+static void
+bind_kwargs(const HandlerProc *proc, Jsonb *kwargs, HandlerArgs *args)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *keyname = NULL;
+	bool	   *given = palloc0(sizeof(bool) * (proc->nargs + 1));
+
+	args_init(args, proc, JB_ROOT_COUNT(kwargs));
+	if (proc->single_json)
+	{
+		StringInfoData text;
+
+		initStringInfo(&text);
+		job_append_jsonb_compact(&text, &kwargs->root);
+		args_add(args, 0, CStringGetTextDatum(text.data), false);
+		resetStringInfo(&args->key);
+		appendStringInfo(&args->key, "%u:*", proc->fn);
+		return;
+	}
+	it = JsonbIteratorInit(&kwargs->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		int			p;
+
+		if (tok == WJB_KEY)
+			keyname = pnstrdup(v.val.string.val, v.val.string.len);
+		if (tok != WJB_VALUE)
+			continue;
+		p = param_position(proc, keyname);
+		if (p < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("handler %s has no parameter named \"%s\"",
+							format_procedure(proc->fn), keyname)));
+		given[p] = true;
+		args_add(args, p,
+				 v.type == jbvNull ? (Datum) 0 :
+				 CStringGetTextDatum(value_text(&v, proc->argtypes[p] == JSONBOID ||
+												proc->argtypes[p] == JSONOID)),
+				 v.type == jbvNull);
+	}
+	check_required(proc, given);
+}
+
+/* SELECT schema.f(name => $1::type, ...), each argument passed as text */
+static SPIPlanPtr
+prepare_call(const HandlerProc *proc, const HandlerArgs *args, bool keep)
+{
+	Form_pg_proc form = (Form_pg_proc) GETSTRUCT(proc->tup);
+	StringInfoData sql;
+	Oid		   *types = palloc(sizeof(Oid) * Max(args->n, 1));
+	SPIPlanPtr	plan;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s(",
+					 quote_qualified_identifier(get_namespace_name(form->pronamespace),
+												NameStr(form->proname)));
+	for (int i = 0; i < args->n; i++)
+	{
+		int			p = args->argpos[i];
+
+		if (i > 0)
+			appendStringInfoString(&sql, ", ");
+		if (!proc->single_json)
+			appendStringInfo(&sql, "%s => ", quote_identifier(proc->argnames[p]));
+		appendStringInfo(&sql, "$%d::%s", i + 1, format_type_be_qualified(proc->argtypes[p]));
+		types[i] = TEXTOID;
+	}
+	appendStringInfoChar(&sql, ')');
+	plan = SPI_prepare(sql.data, args->n, types);
+	if (plan == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("could not prepare the call of handler %s", format_procedure(proc->fn)),
+				 errdetail("SPI_prepare: %s", SPI_result_code_string(SPI_result))));
+	if (keep)
+		SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * The prepared call for these arguments, from the cache or made now; *kept
+ * says whether it stays in the cache (else the caller frees it).
+ */
+static SPIPlanPtr
+call_plan(const HandlerProc *proc, const HandlerArgs *args, bool *kept)
+{
+	CachedCall *cached = NULL;
+	bool		cache_it;
+	bool		found;
+	SPIPlanPtr	plan;
+
 	if (!proc_callback_registered)
 	{
 		CacheRegisterSyscacheCallback(PROCOID, proc_changed_callback, (Datum) 0);
@@ -267,120 +384,54 @@ call_function(Oid fn, Jsonb *kwargs)
 		call_cache_reset();
 		call_cache_stale = false;
 	}
-
-	if (single_json)
+	if (call_cache == NULL)
 	{
-		StringInfoData text;
+		HASHCTL		ctl;
 
-		initStringInfo(&text);
-		job_append_jsonb_compact(&text, &kwargs->root);
-		argpos[0] = 0;
-		values[0] = CStringGetTextDatum(text.data);
-		nulls[0] = ' ';
-		nkw = 1;
-		appendStringInfoString(&key, "*");
+		ctl.keysize = CALL_KEY_LEN;
+		ctl.entrysize = sizeof(CachedCall);
+		call_cache = hash_create("jobq handler calls", 64, &ctl, HASH_ELEM | HASH_STRINGS);
 	}
-	else
-	{
-		it = JsonbIteratorInit(&kwargs->root);
-		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		{
-			if (tok == WJB_KEY)
-			{
-				keyname = pnstrdup(v.val.string.val, v.val.string.len);
-				continue;
-			}
-			if (tok != WJB_VALUE)
-				continue;
-			{
-				int			p = -1;
-
-				for (int i = 0; i < nargs && argnames != NULL; i++)
-				{
-					if (argnames[i] != NULL && strcmp(argnames[i], keyname) == 0 &&
-						(argmodes == NULL || argmodes[i] == PROARGMODE_IN ||
-						 argmodes[i] == PROARGMODE_INOUT || argmodes[i] == PROARGMODE_VARIADIC))
-					{
-						p = i;
-						break;
-					}
-				}
-				if (p < 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("handler %s has no parameter named \"%s\"",
-									format_procedure(fn), keyname)));
-				given[p] = true;
-				argpos[nkw] = p;
-				nulls[nkw] = (v.type == jbvNull) ? 'n' : ' ';
-				values[nkw] = v.type == jbvNull ? (Datum) 0 :
-					CStringGetTextDatum(value_text(&v, argtypes[p] == JSONBOID || argtypes[p] == JSONOID));
-				appendStringInfo(&key, "%d,", p);
-				nkw++;
-			}
-		}
-		/* every input parameter without a default must be given */
-		{
-			int			nin = 0;
-
-			for (int i = 0; i < nargs; i++)
-				if (argmodes == NULL || argmodes[i] != PROARGMODE_OUT)
-					nin++;
-			for (int i = 0, in = 0; i < nargs; i++)
-			{
-				if (argmodes != NULL && (argmodes[i] == PROARGMODE_OUT || argmodes[i] == PROARGMODE_TABLE))
-					continue;
-				if (!given[i] && in < nin - ndefaults)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("kwargs lack argument \"%s\" of handler %s",
-									argnames && argnames[i] ? argnames[i] : "?",
-									format_procedure(fn))));
-				in++;
-			}
-		}
-	}
-
-	if (key.len < CALL_KEY_LEN)
-	{
-		bool		found;
-
-		if (call_cache == NULL)
-		{
-			HASHCTL		ctl;
-
-			ctl.keysize = CALL_KEY_LEN;
-			ctl.entrysize = sizeof(CachedCall);
-			call_cache = hash_create("jobq handler calls", 64, &ctl, HASH_ELEM | HASH_STRINGS);
-		}
-		cached = hash_search(call_cache, key.data, HASH_FIND, &found);
-	}
+	if (args->key.len < CALL_KEY_LEN)
+		cached = hash_search(call_cache, args->key.data, HASH_FIND, &found);
+	*kept = (cached != NULL);
 	if (cached != NULL)
-		plan = cached->plan;
-	else
+		return cached->plan;
+
+	cache_it = args->key.len < CALL_KEY_LEN &&
+		hash_get_num_entries(call_cache) < MAX_CACHED_CALLS;
+	plan = prepare_call(proc, args, cache_it);
+	if (cache_it)
 	{
-		bool		cache_it = key.len < CALL_KEY_LEN &&
-			hash_get_num_entries(call_cache) < MAX_CACHED_CALLS;
-
-		plan = prepare_call(cache_it ? key.data : NULL, fn, proctup, argnames,
-							argtypes, argpos, nkw, single_json);
-		if (cache_it)
-		{
-			bool		found;
-
-			cached = hash_search(call_cache, key.data, HASH_ENTER, &found);
-			cached->plan = plan;
-		}
+		cached = hash_search(call_cache, args->key.data, HASH_ENTER, &found);
+		cached->plan = plan;
+		*kept = true;
 	}
-	ReleaseSysCache(proctup);
+	return plan;
+}
 
-	if (SPI_getargcount(plan) != nkw)
+/* a SQL-callable function: a single json/jsonb parameter, or named ones */
+static void
+call_function(Oid fn, Jsonb *kwargs)
+{
+	HandlerProc proc;
+	HandlerArgs args;
+	SPIPlanPtr	plan;
+	bool		kept;
+	int			rc;
+
+	proc_lookup(fn, &proc);
+	bind_kwargs(&proc, kwargs, &args);
+	plan = call_plan(&proc, &args, &kept);
+	ReleaseSysCache(proc.tup);
+
+	if (SPI_getargcount(plan) != args.n)
 		elog(ERROR, "jobq: prepared call of handler %u takes %d arguments, not %d",
-			 fn, SPI_getargcount(plan), nkw);
-	rc = SPI_execute_plan(plan, values, nulls, false, 1);
+			 fn, SPI_getargcount(plan), args.n);
+	rc = SPI_execute_plan(plan, args.values, args.nulls, false, 1);
 	if (rc < 0)
 		elog(ERROR, "jobq: handler call failed: %s", SPI_result_code_string(rc));
-	if (cached == NULL)
+	if (!kept)
 		SPI_freeplan(plan);
 }
 

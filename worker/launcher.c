@@ -1,6 +1,7 @@
 /*
  * launcher.c
- *		The jobq launcher and what every jobq process does to start.
+ *		The jobq launcher: starts the relay and the job workers, and
+ *		restarts them.
  *
  * The launcher is the one statically registered background worker.  It is
  * connected to no database, so it can wait for jobq.database to exist
@@ -41,12 +42,6 @@
 
 char	   *jobq_database = NULL;
 int			jobq_workers = 2;
-bool		jobq_touch_jobs = true;
-int			jobq_done_retention = 7 * 24 * 3600;
-int			jobq_failed_retention = 30 * 24 * 3600;
-int			jobq_max_handler_time = 3600 * 1000;
-
-static int	my_slot = -1;
 
 void
 launcher_init_gucs(void)
@@ -64,34 +59,6 @@ launcher_init_gucs(void)
 							&jobq_workers,
 							2, 0, JOBQ_MAX_WORKERS,
 							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
-	DefineCustomBoolVariable("jobq.touch_jobs",
-							 "Keep the reservation of a job whose handler runs long by touching it.",
-							 NULL,
-							 &jobq_touch_jobs,
-							 true,
-							 PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
-	DefineCustomIntVariable("jobq.done_retention",
-							"How long the ids of completed jobs are kept to detect second deliveries.",
-							NULL,
-							&jobq_done_retention,
-							7 * 24 * 3600, 60, INT_MAX,
-							PGC_SIGHUP, GUC_UNIT_S,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("jobq.failed_retention",
-							"How long rows of jobq.failed are kept.",
-							"Bodies anyone can put end up there; older rows are pruned by the relay.",
-							&jobq_failed_retention,
-							30 * 24 * 3600, 60, INT_MAX,
-							PGC_SIGHUP, GUC_UNIT_S,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("jobq.max_handler_time",
-							"Longest a handler registered without a timeout may run.",
-							"A job's ttr (the producer's choice) can only shorten it.",
-							&jobq_max_handler_time,
-							3600 * 1000, 1, INT_MAX,
-							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 }
 
@@ -176,14 +143,10 @@ static bool
 slot_running(int slot, BackgroundWorkerHandle *handle)
 {
 	pid_t		pid;
-	int			shm_pid;
 
 	if (handle != NULL)
 		return GetBackgroundWorkerPid(handle, &pid) != BGWH_STOPPED;
-	SpinLockAcquire(&jobq_shared->slots[slot].mutex);
-	shm_pid = jobq_shared->slots[slot].pid;
-	SpinLockRelease(&jobq_shared->slots[slot].mutex);
-	return shm_pid != 0;
+	return slot_pid(slot) != 0;
 }
 
 void
@@ -251,182 +214,4 @@ jobq_launcher_main(Datum arg)
 						 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
-}
-
-/* --- start-up shared by the relay and the job workers --- */
-
-static void
-slot_detach(int code, Datum arg)
-{
-	int			slot = DatumGetInt32(arg);
-	JobqWorkerSlot *s = &jobq_shared->slots[slot];
-
-	if (slot == RELAY_SLOT)
-	{
-		SpinLockAcquire(&jobq_shared->mutex);
-		jobq_shared->relay_latch = NULL;
-		SpinLockRelease(&jobq_shared->mutex);
-	}
-	SpinLockAcquire(&s->mutex);
-	s->pid = 0;
-	strlcpy(s->state, "stopped", sizeof(s->state));
-	s->tube[0] = s->func_name[0] = '\0';
-	s->job_id = 0;
-	s->since = GetCurrentTimestamp();
-	SpinLockRelease(&s->mutex);
-}
-
-/*
- * The workers connect as the bootstrap superuser, and a database's owner
- * can attach settings to the database (ALTER DATABASE ... SET) that every
- * session there starts with.  None of them may steer jobq's own SQL or stop
- * the workers: these session values override them.  search_path is pinned
- * for jobq's SQL; handlers get their own in a GUC nest level of each job
- * (worker.c), which also undoes whatever a handler sets.
- */
-static void
-worker_session_settings(void)
-{
-	static const char *const settings[][2] = {
-		{"search_path", "pg_catalog, pg_temp"},
-		{"role", "none"},
-		{"default_transaction_read_only", "off"},
-		{"default_transaction_isolation", "read committed"},
-		{"default_transaction_deferrable", "off"},
-		{"statement_timeout", "0"},
-		{"lock_timeout", "0"},
-		{"idle_in_transaction_session_timeout", "0"},
-		{"session_replication_role", "origin"},
-		{"row_security", "on"},
-	};
-
-	for (int i = 0; i < lengthof(settings); i++)
-		SetConfigOption(settings[i][0], settings[i][1], PGC_SUSET, PGC_S_SESSION);
-
-	/*
-	 * Not even a handler may change these, for the length of its job: an
-	 * error must stay an error of the job (not end the worker), and a job is
-	 * deleted from beanstalkd only once its commit is durable.  The relay
-	 * turns synchronous_commit off for itself on purpose (relay.c).
-	 */
-	SetConfigOption("exit_on_error", "off", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
-}
-
-void
-worker_startup(int slot, const char *what)
-{
-	JobqWorkerSlot *s = &jobq_shared->slots[slot];
-
-	my_slot = slot;
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(jobq_database, NULL, 0);
-	worker_session_settings();
-	pgstat_report_appname(what);
-
-	SpinLockAcquire(&s->mutex);
-	s->pid = MyProcPid;
-	s->kind = slot == RELAY_SLOT ? JOBQ_KIND_RELAY : JOBQ_KIND_WORKER;
-	SpinLockRelease(&s->mutex);
-	before_shmem_exit(slot_detach, Int32GetDatum(slot));
-	slot_set_state(slot, "starting", NULL, NULL, 0);
-}
-
-bool
-worker_extension_ready(void)
-{
-	bool		ok;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	ok = OidIsValid(get_extension_oid("jobq", true));
-	CommitTransactionCommand();
-	return ok;
-}
-
-/* Wait until CREATE EXTENSION jobq has run in our database; log it once. */
-void
-worker_wait_for_extension(int slot)
-{
-	bool		logged = false;
-
-	while (!worker_extension_ready())
-	{
-		if (!logged)
-			ereport(LOG,
-					(errmsg("jobq: extension \"jobq\" is not installed in database \"%s\"; waiting",
-							jobq_database),
-					 errhint("Run CREATE EXTENSION jobq in that database.")));
-		logged = true;
-		slot_set_state(slot, "waiting for extension", NULL, NULL, 0);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 2000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		worker_reload_config();
-	}
-}
-
-/* Sleep for ms whatever sets the latch meanwhile; interrupts still end it. */
-void
-worker_sleep(int ms)
-{
-	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
-
-	for (;;)
-	{
-		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
-
-		if (left <= 0)
-			return;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 left, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-void
-worker_reload_config(void)
-{
-	if (ConfigReloadPending)
-	{
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
-	}
-}
-
-/*
- * Error recovery for a jobq process's main loop, called from PG_CATCH:
- * report the error (once per outage for connection errors, which repeat
- * while beanstalkd is down), abort any transaction, and carry on.
- */
-void
-worker_report_error(int slot, const char *what, bool *in_outage)
-{
-	ErrorData  *edata;
-	bool		connection;
-	MemoryContext ctx = CurrentMemoryContext;
-
-	HOLD_INTERRUPTS();
-	MemoryContextSwitchTo(TopMemoryContext);
-	edata = CopyErrorData();
-	FlushErrorState();
-	AbortOutOfAnyTransaction();
-	MemoryContextSwitchTo(ctx);
-	RESUME_INTERRUPTS();
-
-	connection = ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_CONNECTION_EXCEPTION;
-	if (!connection || !*in_outage)
-		ereport(LOG,
-				(errmsg("jobq %s: %s", what, edata->message),
-				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
-				 connection ? errhint("Retrying; the next message says when beanstalkd answers again.") : 0));
-	if (connection)
-		*in_outage = true;
-	slot_note_error(slot, edata->message);
-	slot_set_state(slot, connection ? "waiting for beanstalkd" : "recovering", NULL, NULL, 0);
-	FreeErrorData(edata);
 }

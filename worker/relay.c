@@ -24,6 +24,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -39,13 +41,14 @@
 #include "utils/timestamp.h"
 
 #include "beanstalk.h"
+#include "failed.h"
 #include "jobq.h"
+#include "schema.h"
 #include "shmem.h"
 #include "worker.h"
 
 #define BATCH_SIZE		1000
 #define BATCH_BYTES		(8 * 1024 * 1024)	/* bodies per batch, beyond its first row */
-#define REJECT_KWARGS_MAX	(1024 * 1024)	/* a rejected body's kwargs kept up to this */
 #define SWEEP_MS		1000
 #define PRUNE_EVERY_MS	60000
 #define PRUNE_BATCH		10000
@@ -63,10 +66,32 @@ typedef struct OutboxRow
 	bool		too_big;		/* over the server's max-job-size: not sent */
 } OutboxRow;
 
+int			jobq_done_retention = 7 * 24 * 3600;
+int			jobq_failed_retention = 30 * 24 * 3600;
+
 static BeanstalkConn *conn;
+static ProcessBackoff backoff;	/* static: survives the main loop's longjmp */
 static SPIPlanPtr pick_plan = NULL;
 static SPIPlanPtr take_plan = NULL;
-static SPIPlanPtr reject_plan = NULL;
+
+void
+relay_init_gucs(void)
+{
+	DefineCustomIntVariable("jobq.done_retention",
+							"How long the ids of completed jobs are kept to detect second deliveries.",
+							NULL,
+							&jobq_done_retention,
+							7 * 24 * 3600, 60, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("jobq.failed_retention",
+							"How long rows of jobq.failed are kept.",
+							"Bodies anyone can put end up there; older rows are pruned by the relay.",
+							&jobq_failed_retention,
+							30 * 24 * 3600, 60, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
 
 static int
 row_cmp(const void *a, const void *b)
@@ -77,50 +102,22 @@ row_cmp(const void *a, const void *b)
 	return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-static SPIPlanPtr
-keep_plan(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "jobq: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
-/* a row beanstalkd will never take: record it instead of retrying forever */
+/* a row beanstalkd will never take: record it instead of retrying for ever */
 static void
-reject_row(const OutboxRow *row, const char *sqlstate, const char *message)
+reject_row(const OutboxRow *row, const char *message)
 {
-	Datum		values[8];
-	int			rc;
+	FailedJob	f = {0};
 
-	if (reject_plan == NULL)
-	{
-		Oid			types[8] = {UUIDOID, TEXTOID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID,
-		INT8OID, INT8OID};
-
-		/* kwargs of a body too big to parse in bounded memory are not kept */
-		reject_plan = keep_plan(psprintf("INSERT INTO jobq.failed (job_id, tube, func_name, kwargs, "
-								"sqlstate, message, priority, ttr, source) "
-								"VALUES ($1, $2, $3, "
-								"CASE WHEN pg_catalog.octet_length($4) OPERATOR(pg_catalog.<=) %d "
-								"THEN pg_catalog.convert_from($4, 'UTF8')::pg_catalog.jsonb "
-								"OPERATOR(pg_catalog.->) 'kwargs' END, "
-								"$5, $6, $7, $8, 'relay')", REJECT_KWARGS_MAX),
-								8, types);
-	}
-	values[0] = row->id;
-	values[1] = CStringGetTextDatum(row->tube);
-	values[2] = CStringGetTextDatum(row->func_name);
-	values[3] = PointerGetDatum(row->body);
-	values[4] = CStringGetTextDatum(sqlstate);
-	values[5] = CStringGetTextDatum(message);
-	values[6] = Int64GetDatum(row->priority);
-	values[7] = Int64GetDatum(row->ttr);
-	rc = SPI_execute_plan(reject_plan, values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "jobq: recording a rejected job failed: %s", SPI_result_code_string(rc));
+	f.job_id = DatumGetUUIDP(row->id);
+	f.tube = row->tube;
+	f.func_name = row->func_name;
+	f.kwargs = failed_kwargs_of_body(VARDATA_ANY(row->body), VARSIZE_ANY_EXHDR(row->body));
+	f.sqlstate = "54000";
+	f.message = message;
+	f.priority = row->priority;
+	f.ttr = row->ttr;
+	f.source = "relay";
+	failed_record(&f);
 	ereport(WARNING,
 			(errmsg("jobq relay: beanstalkd at %s refused job for func_name \"%s\" on tube \"%s\": %s",
 					conn->server, row->func_name, row->tube, message),
@@ -144,10 +141,10 @@ pick_batch(void)
 	{
 		Oid			type = INT8ARRAYOID;
 
-		pick_plan = keep_plan(psprintf("SELECT seq, pg_catalog.octet_length(body) "
+		pick_plan = schema_keep_plan(psprintf("SELECT seq, pg_catalog.octet_length(body) "
 									   "FROM jobq.outbox ORDER BY seq LIMIT %d",
 									   BATCH_SIZE), 0, NULL);
-		take_plan = keep_plan("DELETE FROM jobq.outbox "
+		take_plan = schema_keep_plan("DELETE FROM jobq.outbox "
 							  "WHERE seq OPERATOR(pg_catalog.=) ANY ($1) "
 							  "RETURNING seq, tube, body, priority, delay, ttr, id, func_name",
 							  1, &type);
@@ -185,43 +182,12 @@ take_batch(void)
 	return (int) SPI_processed;
 }
 
-/*
- * Send one batch.  Returns the number of outbox rows it took (0 when the
- * outbox is empty).  Throws on connection trouble; the caller's recovery
- * aborts the transaction, which puts the rows back.
- */
-static int
-relay_batch(void)
+/* The rows take_batch returned (in SPI_tuptable), in seq order. */
+static OutboxRow *
+batch_rows(int n)
 {
-	OutboxRow  *rows;
-	int			n;
-	int			sent = 0;
-	int			rejected = 0;
-	int64		max_size;
-	char		tube[BS_MAX_NAME + 1] = "";
+	OutboxRow  *rows = palloc(sizeof(OutboxRow) * n);
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-
-	/*
-	 * Two plain statements, each a walk of the primary key (see
-	 * relay_session_settings): pick the oldest seqs, then delete exactly those.
-	 * Only the rows this DELETE returns are sent.
-	 */
-	n = take_batch();
-	if (n == 0)
-	{
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		return 0;
-	}
-
-	pgstat_report_activity(STATE_RUNNING, "jobq relay: sending jobs");
-	slot_set_state(RELAY_SLOT, "sending", NULL, NULL, 0);
-	rows = palloc(sizeof(OutboxRow) * n);
 	for (int i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -238,15 +204,19 @@ relay_batch(void)
 		rows[i].func_name = SPI_getvalue(tup, desc, 8);
 	}
 	qsort(rows, n, sizeof(OutboxRow), row_cmp);
+	return rows;
+}
 
-	/*
-	 * The server's limit, once per connection, for jobq_put's early check;
-	 * a row over it is never sent (the server would swallow it only to say
-	 * JOB_TOO_BIG, and one too big for our own buffers would fail the
-	 * batch for ever).
-	 */
-	max_size = bs_max_job_size(conn);
-	pg_atomic_write_u64(&jobq_shared->max_job_size, (uint64) max_size);
+/*
+ * Queue a use (when the tube changes) and a put for every row, and send
+ * them in one write.  A row over the server's max-job-size is not sent:
+ * the server would swallow it only to say JOB_TOO_BIG, and one too big for
+ * our own buffers would fail the batch for ever.
+ */
+static void
+send_batch(OutboxRow *rows, int n, int64 max_size)
+{
+	char		tube[BS_MAX_NAME + 1] = "";
 
 	bs_pipeline_begin(conn);
 	for (int i = 0; i < n; i++)
@@ -263,20 +233,59 @@ relay_batch(void)
 					 (uint64) rows[i].ttr, VARDATA_ANY(rows[i].body),
 					 VARSIZE_ANY_EXHDR(rows[i].body));
 	}
-	if (conn->wbuf.len > 0)
+	if (bs_pipeline_pending(conn))
 		bs_flush(conn);
+}
 
-	tube[0] = '\0';
+/* The reply to one row's put; returns whether it is in beanstalkd. */
+static bool
+read_put_outcome(const OutboxRow *row)
+{
+	uint64		id;
+
+	switch (bs_read_put_reply(conn, &id))
+	{
+		case BS_OK:
+			return true;
+		case BS_BURIED:
+			/* in beanstalkd, though buried: kick it once memory is back */
+			ereport(WARNING,
+					(errmsg("jobq relay: beanstalkd at %s is out of memory and buried job " UINT64_FORMAT,
+							conn->server, id)));
+			return true;
+		case BS_JOB_TOO_BIG:
+			reject_row(row, psprintf("job body of %zu bytes is larger than the server's max-job-size",
+									 (size_t) VARSIZE_ANY_EXHDR(row->body)));
+			return false;
+		case BS_DRAINING:
+			ereport(ERROR,
+					(errcode(ERRCODE_CANNOT_CONNECT_NOW),
+					 errmsg("beanstalkd at %s is draining and accepts no new jobs",
+							conn->server)));
+			break;
+		default:
+			break;
+	}
+	elog(ERROR, "jobq: unexpected put status");
+}
+
+/*
+ * Read the replies in the order the requests went, rejecting what was not
+ * sent; counts what went in and what was refused.
+ */
+static void
+read_batch_replies(const OutboxRow *rows, int n, int64 max_size, int *sent, int *rejected)
+{
+	char		tube[BS_MAX_NAME + 1] = "";
+
 	for (int i = 0; i < n; i++)
 	{
-		uint64		id;
-
 		if (rows[i].too_big)
 		{
-			reject_row(&rows[i], "54000",
+			reject_row(&rows[i],
 					   psprintf("job body of %zu bytes is larger than the server's max-job-size of " INT64_FORMAT " bytes",
 								(size_t) VARSIZE_ANY_EXHDR(rows[i].body), max_size));
-			rejected++;
+			(*rejected)++;
 			continue;
 		}
 		if (strcmp(tube, rows[i].tube) != 0)
@@ -284,48 +293,47 @@ relay_batch(void)
 			bs_read_use_reply(conn);
 			strlcpy(tube, rows[i].tube, sizeof(tube));
 		}
-		switch (bs_read_put_reply(conn, &id))
-		{
-			case BS_OK:
-				sent++;
-				break;
-			case BS_BURIED:
-				/* in beanstalkd, though buried: kick it once memory is back */
-				ereport(WARNING,
-						(errmsg("jobq relay: beanstalkd at %s is out of memory and buried job " UINT64_FORMAT,
-								conn->server, id)));
-				sent++;
-				break;
-			case BS_JOB_TOO_BIG:
-				reject_row(&rows[i], "54000",
-						   psprintf("job body of %zu bytes is larger than the server's max-job-size",
-									(size_t) VARSIZE_ANY_EXHDR(rows[i].body)));
-				rejected++;
-				break;
-			case BS_DRAINING:
-				ereport(ERROR,
-						(errcode(ERRCODE_CANNOT_CONNECT_NOW),
-						 errmsg("beanstalkd at %s is draining and accepts no new jobs",
-								conn->server)));
-				break;
-			default:
-				elog(ERROR, "jobq: unexpected put status");
-		}
+		if (read_put_outcome(&rows[i]))
+			(*sent)++;
+		else
+			(*rejected)++;
 	}
+}
 
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
+/*
+ * Send one batch.  Returns the number of outbox rows it took (0 when the
+ * outbox is empty).  Throws on connection trouble; the caller's recovery
+ * aborts the transaction, which puts the rows back.
+ */
+static int
+relay_batch(void)
+{
+	OutboxRow  *rows;
+	int			n;
+	int			sent = 0;
+	int			rejected = 0;
+	int64		max_size;
 
+	process_xact_begin();
+	n = take_batch();
+	if (n == 0)
 	{
-		JobqWorkerSlot *s = &jobq_shared->slots[RELAY_SLOT];
-
-		SpinLockAcquire(&s->mutex);
-		s->succeeded += sent;
-		s->failed += rejected;
-		SpinLockRelease(&s->mutex);
+		process_xact_end();
+		return 0;
 	}
+	pgstat_report_activity(STATE_RUNNING, "jobq relay: sending jobs");
+	slot_set_state(RELAY_SLOT, JOBQ_STATE_SENDING, NULL, NULL, 0);
+	rows = batch_rows(n);
+
+	/* the server's limit, once per connection; jobq_put checks it early */
+	max_size = bs_max_job_size(conn);
+	pg_atomic_write_u64(&jobq_shared->max_job_size, (uint64) max_size);
+
+	send_batch(rows, n, max_size);
+	read_batch_replies(rows, n, max_size, &sent, &rejected);
+	process_xact_end();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	slot_add_counts(RELAY_SLOT, sent, rejected);
 	return n;
 }
 
@@ -347,17 +355,12 @@ prune_table(const char *table, const char *id_col, const char *ts_col, int reten
 
 	do
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
+		process_xact_begin();
 		pgstat_report_activity(STATE_RUNNING, psprintf("jobq relay: pruning jobq.%s", table));
 		if (SPI_execute(sql, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "jobq: pruning jobq.%s failed", table);
 		n = SPI_processed;
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		process_xact_end();
 		CHECK_FOR_INTERRUPTS();
 	} while (n == PRUNE_BATCH);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -397,13 +400,41 @@ relay_session_settings(void)
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
+/* One pass: a batch, or, when the outbox is empty, pruning now and then. */
+static int
+relay_iteration(void)
+{
+	static TimestampTz last_prune = 0;
+	int			n = relay_batch();
+
+	process_succeeded(&backoff, "relay", conn->server);
+	if (n == 0 && TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), PRUNE_EVERY_MS))
+	{
+		last_prune = GetCurrentTimestamp();
+		prune_expired();
+	}
+	return n;
+}
+
+/* Nothing more to send: sleep until a commit sets the latch, or the sweep. */
+static void
+relay_wait(void)
+{
+	if (backoff.backoff_ms > 0)
+	{
+		/* commits keep setting the latch: hold to the back-off anyway */
+		process_back_off(RELAY_SLOT, &backoff);
+		return;
+	}
+	slot_set_state(RELAY_SLOT, JOBQ_STATE_IDLE, NULL, NULL, 0);
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 SWEEP_MS, PG_WAIT_EXTENSION);
+}
+
 void
 jobq_relay_main(Datum arg)
 {
 	MemoryContext loop_ctx;
-	bool		in_outage = false;
-	volatile int backoff_ms = 0;
-	volatile TimestampTz last_prune = 0;
 	char		servers_now[256];
 
 	worker_startup(RELAY_SLOT, "jobq relay");
@@ -412,10 +443,7 @@ jobq_relay_main(Datum arg)
 	bs_init(conn, jobq_servers, TopMemoryContext);
 	strlcpy(servers_now, jobq_servers, sizeof(servers_now));
 	worker_wait_for_extension(RELAY_SLOT);
-
-	SpinLockAcquire(&jobq_shared->mutex);
-	jobq_shared->relay_latch = MyLatch;
-	SpinLockRelease(&jobq_shared->mutex);
+	shmem_set_relay_latch(MyLatch);
 
 	loop_ctx = AllocSetContextCreate(TopMemoryContext, "jobq relay loop",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -427,54 +455,26 @@ jobq_relay_main(Datum arg)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		worker_reload_config();
-		if (strcmp(servers_now, jobq_servers) != 0)
-		{
-			strlcpy(servers_now, jobq_servers, sizeof(servers_now));
+		if (process_servers_changed(servers_now, sizeof(servers_now)))
 			bs_set_server(conn, jobq_servers);
-		}
 		MemoryContextSwitchTo(loop_ctx);
 		MemoryContextReset(loop_ctx);
 
 		PG_TRY();
 		{
-			n = relay_batch();
-			if (in_outage)
-				ereport(LOG,
-						(errmsg("jobq relay: beanstalkd at %s answers again; sending the outbox",
-								conn->server)));
-			in_outage = false;
-			backoff_ms = 0;
-			if (n == 0 && TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), PRUNE_EVERY_MS))
-			{
-				last_prune = GetCurrentTimestamp();
-				prune_expired();
-			}
+			n = relay_iteration();
 		}
 		PG_CATCH();
 		{
-			worker_report_error(RELAY_SLOT, "relay", &in_outage);
+			process_recover(RELAY_SLOT, "relay", &backoff);
 			bs_close(conn);
-			backoff_ms = Min(Max(backoff_ms * 2, 100), 5000);
 			n = 0;
 		}
 		PG_END_TRY();
 
 		/* table statistics reach autovacuum only when reported (1/s at most) */
 		pgstat_report_stat(false);
-		if (n > 0)
-			continue;
-		if (backoff_ms == 0)
-		{
-			slot_set_state(RELAY_SLOT, "idle", NULL, NULL, 0);
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 SWEEP_MS, PG_WAIT_EXTENSION);
-		}
-		else
-		{
-			/* commits keep setting the latch: hold to the back-off anyway */
-			worker_sleep(backoff_ms);
-			if (!worker_extension_ready())
-				worker_wait_for_extension(RELAY_SLOT);
-		}
+		if (n == 0)
+			relay_wait();
 	}
 }

@@ -59,6 +59,7 @@
 #include "utils/uuid.h"
 
 #include "beanstalk.h"
+#include "failed.h"
 #include "job.h"
 #include "jobq.h"
 #include "shmem.h"
@@ -68,12 +69,14 @@
 
 #define RESERVE_TIMEOUT_S	1
 #define REFRESH_TUBES_MS	1000
-#define RAW_BODY_KEEP		2048	/* bytes of a bad body kept in jobq.failed */
 #define MIN_TOUCH_MS		500
 #define HARD_LIMIT_GRACE_MS	5000	/* past its time limit, a handler that
 										 * swallowed the cancel ends the worker */
 /* what a handler's search_path starts as; functions pin their own with SET */
 #define HANDLER_SEARCH_PATH	"pg_catalog, public, pg_temp"
+
+bool		jobq_touch_jobs = true;
+int			jobq_max_handler_time = 3600 * 1000;
 
 static int	my_slot;
 static BeanstalkConn *conn;
@@ -81,6 +84,7 @@ static List *watched = NIL;		/* tube names (TopMemoryContext) */
 static bool watch_set_valid = false;
 static TimestampTz tubes_refreshed = 0;
 static char servers_now[256];
+static ProcessBackoff backoff;	/* static: survives the main loop's longjmp */
 static SPIPlanPtr done_plan = NULL;
 
 /* the touch timer sends the connection's touch command (bs_touch_arm) */
@@ -111,6 +115,25 @@ typedef struct Outcome
 	int64		backoff_ms;
 } Outcome;
 
+void
+worker_init_gucs(void)
+{
+	DefineCustomBoolVariable("jobq.touch_jobs",
+							 "Keep the reservation of a job whose handler runs long by touching it.",
+							 NULL,
+							 &jobq_touch_jobs,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("jobq.max_handler_time",
+							"Longest a handler registered without a timeout may run.",
+							"A job's ttr (the producer's choice) can only shorten it.",
+							&jobq_max_handler_time,
+							3600 * 1000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
+
 static void
 touch_handler(void)
 {
@@ -140,10 +163,7 @@ read_tubes(void)
 	MemoryContext ctx = CurrentMemoryContext;
 	int			rc;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	process_xact_begin();
 	rc = SPI_execute("SELECT DISTINCT tube FROM jobq.handlers ORDER BY 1", true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "jobq: reading tubes failed: %s", SPI_result_code_string(rc));
@@ -155,9 +175,7 @@ read_tubes(void)
 													SPI_tuptable->tupdesc, 1)));
 		MemoryContextSwitchTo(spi);
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	process_xact_end();
 	MemoryContextSwitchTo(ctx);
 	return tubes;
 }
@@ -226,51 +244,23 @@ static void
 record_failure(const JobBody *body, const BsJob *job, const Outcome *out,
 			   const JobFacts *facts, bool keep_raw)
 {
-	Oid			types[11] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID,
-	TEXTOID, TEXTOID, INT4OID, INT8OID, INT8OID};
-	Datum		values[11];
-	char		nulls[11];
-	int			rc;
+	FailedJob	f = {0};
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = body && body->has_id ? UUIDPGetDatum((pg_uuid_t *) &body->id) : (Datum) 0;
-	nulls[0] = body && body->has_id ? ' ' : 'n';
-	values[1] = Int64GetDatum((int64) job->id);
-	values[2] = body && body->tube ? CStringGetTextDatum(body->tube) : (Datum) 0;
-	nulls[2] = body && body->tube ? ' ' : 'n';
-	values[3] = body && body->func_name ? CStringGetTextDatum(body->func_name) : (Datum) 0;
-	nulls[3] = body && body->func_name ? ' ' : 'n';
-	values[4] = body && body->kwargs ? JsonbPGetDatum(body->kwargs) : (Datum) 0;
-	nulls[4] = body && body->kwargs ? ' ' : 'n';
-	nulls[5] = 'n';
-	if (keep_raw)
-	{
-		/* untrusted bytes: keep a printable, valid prefix */
-		size_t		n = Min(job->len, RAW_BODY_KEEP);
-		char	   *raw = palloc(n + 1);
-
-		for (size_t i = 0; i < n; i++)
-		{
-			unsigned char c = (unsigned char) job->body[i];
-
-			raw[i] = (c >= 0x20 && c < 0x7f) ? (char) c : '?';
-		}
-		raw[n] = '\0';
-		values[5] = CStringGetTextDatum(raw);
-		nulls[5] = ' ';
-	}
-	values[6] = CStringGetTextDatum(out->sqlstate);
-	values[7] = CStringGetTextDatum(out->message);
-	values[8] = Int32GetDatum(facts->attempt);
+	f.job_id = body && body->has_id ? &body->id : NULL;
+	f.bs_id = job->id;
+	f.tube = body ? body->tube : NULL;
+	f.func_name = body ? body->func_name : NULL;
+	f.kwargs = body ? body->kwargs : NULL;
+	f.raw_body = keep_raw ? job->body : NULL;
+	f.raw_len = job->len;
+	f.sqlstate = out->sqlstate;
+	f.message = out->message;
+	f.attempts = facts->attempt;
 	/* what jobq_retry_failed puts the job back with */
-	values[9] = Int64GetDatum((int64) facts->priority);
-	values[10] = Int64GetDatum((int64) (facts->ttr_ms / 1000));
-	rc = SPI_execute_with_args("INSERT INTO jobq.failed (job_id, bs_id, tube, func_name, kwargs, "
-							   "raw_body, sqlstate, message, attempts, priority, ttr, source) "
-							   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'worker')",
-							   11, types, values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "jobq: recording a failed job failed: %s", SPI_result_code_string(rc));
+	f.priority = (int64) facts->priority;
+	f.ttr = (int64) (facts->ttr_ms / 1000);
+	f.source = "worker";
+	failed_record(&f);
 }
 
 
@@ -279,7 +269,7 @@ static bool
 job_facts(uint64 id, JobFacts *facts)
 {
 	size_t		len;
-	char	   *yaml = bs_stats(conn, psprintf("stats-job " UINT64_FORMAT, id), &len);
+	char	   *yaml = bs_stats_job(conn, id, &len);
 	char	   *tube;
 	char	   *ttr;
 	char	   *res;
@@ -413,13 +403,9 @@ record_done(const JobBody *body)
 	if (done_plan == NULL)
 	{
 		Oid			type = UUIDOID;
-		SPIPlanPtr	plan = SPI_prepare("INSERT INTO jobq.done (id) VALUES ($1) "
-									   "ON CONFLICT DO NOTHING", 1, &type);
 
-		if (plan == NULL)
-			elog(ERROR, "jobq: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		done_plan = plan;
+		done_plan = schema_keep_plan("INSERT INTO jobq.done (id) VALUES ($1) "
+									 "ON CONFLICT DO NOTHING", 1, &type);
 	}
 	rc = SPI_execute_plan(done_plan, &id, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
@@ -671,17 +657,14 @@ process_job(BsJob *job)
 	if (!job_facts(job->id, &facts))
 		return;					/* deleted meanwhile: nothing to run or settle */
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	process_xact_begin();
 	MemoryContextSwitchTo(ctx);
 
 	if (!admit_job(job, &facts, &body, &decoded, &out))
-		slot_set_state(my_slot, "rejecting", NULL, NULL, job->id);
+		slot_set_state(my_slot, JOBQ_STATE_REJECTING, NULL, NULL, job->id);
 	else
 	{
-		slot_set_state(my_slot, "running", body.tube, body.func_name, job->id);
+		slot_set_state(my_slot, JOBQ_STATE_RUNNING, body.tube, body.func_name, job->id);
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("jobq: %s on tube %s, job " UINT64_FORMAT,
 										body.func_name, body.tube, job->id));
@@ -694,14 +677,12 @@ process_job(BsJob *job)
 		if (final_failure)
 			record_failure(decoded ? &body : NULL, job, &out, &facts, !decoded);
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	process_xact_end();
 	MemoryContextSwitchTo(ctx);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	settle_job(job, &out, &facts, final_failure);
-	slot_set_state(my_slot, "idle", NULL, NULL, 0);
+	slot_set_state(my_slot, JOBQ_STATE_IDLE, NULL, NULL, 0);
 }
 
 static void
@@ -710,9 +691,8 @@ worker_iteration(void)
 	BsJob		job;
 	BsStatus	st;
 
-	if (strcmp(servers_now, jobq_servers) != 0)
+	if (process_servers_changed(servers_now, sizeof(servers_now)))
 	{
-		strlcpy(servers_now, jobq_servers, sizeof(servers_now));
 		bs_set_server(conn, jobq_servers);
 		watch_set_valid = false;
 	}
@@ -723,7 +703,7 @@ worker_iteration(void)
 	{
 		if (!refresh_watch_list())
 		{
-			slot_set_state(my_slot, "idle (no handlers)", NULL, NULL, 0);
+			slot_set_state(my_slot, JOBQ_STATE_IDLE_NO_HANDLERS, NULL, NULL, 0);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 REFRESH_TUBES_MS, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
@@ -743,8 +723,6 @@ void
 jobq_worker_main(Datum arg)
 {
 	MemoryContext loop_ctx;
-	bool		in_outage = false;
-	volatile int backoff_ms = 0;
 
 	my_slot = DatumGetInt32(arg);
 	worker_startup(my_slot, psprintf("jobq worker %d", my_slot));
@@ -755,7 +733,7 @@ jobq_worker_main(Datum arg)
 	bs_init(conn, jobq_servers, TopMemoryContext);
 	strlcpy(servers_now, jobq_servers, sizeof(servers_now));
 	worker_wait_for_extension(my_slot);
-	slot_set_state(my_slot, "idle", NULL, NULL, 0);
+	slot_set_state(my_slot, JOBQ_STATE_IDLE, NULL, NULL, 0);
 
 	loop_ctx = AllocSetContextCreate(TopMemoryContext, "jobq worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -769,29 +747,18 @@ jobq_worker_main(Datum arg)
 		PG_TRY();
 		{
 			worker_iteration();
-			if (in_outage)
-				ereport(LOG,
-						(errmsg("jobq worker %d: beanstalkd at %s answers again",
-								my_slot, conn->server)));
-			in_outage = false;
-			backoff_ms = 0;
+			process_succeeded(&backoff, psprintf("worker %d", my_slot), conn->server);
 		}
 		PG_CATCH();
 		{
-			worker_report_error(my_slot, psprintf("worker %d", my_slot), &in_outage);
+			process_recover(my_slot, psprintf("worker %d", my_slot), &backoff);
 			bs_close(conn);
 			watch_set_valid = false;
-			backoff_ms = Min(Max(backoff_ms * 2, 100), 5000);
 		}
 		PG_END_TRY();
 
 		/* what handlers write must reach autovacuum; flushed 1/s at most */
 		pgstat_report_stat(false);
-		if (backoff_ms > 0)
-		{
-			worker_sleep(backoff_ms);
-			if (!worker_extension_ready())
-				worker_wait_for_extension(my_slot);
-		}
+		process_back_off(my_slot, &backoff);
 	}
 }

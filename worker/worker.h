@@ -29,13 +29,37 @@ typedef struct Handler
 	TimestampTz registered_at;	/* when (tube, func_name) got this run_as */
 } Handler;
 
-/* launcher.c: common start-up of a jobq process connected to a database */
+/* launcher.c */
+extern char *jobq_database;
+extern int	jobq_workers;
+
+/* worker.c */
+extern bool jobq_touch_jobs;
+extern int	jobq_max_handler_time;	/* ms */
+
+/* relay.c */
+extern int	jobq_done_retention;	/* s */
+extern int	jobq_failed_retention;	/* s */
+
+/* process.c: what the relay and the workers share */
+typedef struct ProcessBackoff
+{
+	bool		in_outage;		/* a connection error was logged; say when it ends */
+	int			backoff_ms;		/* 0 after a good iteration */
+} ProcessBackoff;
+
 extern void worker_startup(int slot, const char *what);
 extern bool worker_extension_ready(void);
 extern void worker_wait_for_extension(int slot);
 extern void worker_reload_config(void);
 extern void worker_sleep(int ms);
 extern void worker_report_error(int slot, const char *what, bool *in_outage);
+extern void process_xact_begin(void);
+extern void process_xact_end(void);
+extern void process_succeeded(ProcessBackoff *bo, const char *what, const char *server);
+extern void process_recover(int slot, const char *what, ProcessBackoff *bo);
+extern void process_back_off(int slot, const ProcessBackoff *bo);
+extern bool process_servers_changed(char *seen, size_t len);
 
 /* dispatch.c */
 extern bool dispatch_lookup(const char *tube, const char *func_name, Handler *h);
