@@ -196,24 +196,41 @@ LANGUAGE C VOLATILE STRICT;
 
 CREATE VIEW jobq.workers AS SELECT * FROM jobq_worker_status();
 
--- Everything that reads or changes the queue is for granted roles only.
--- (Every name qualified: this runs as a superuser with the target schema,
--- which others may be able to create objects in, on the search_path.)
-DO $$
-DECLARE
-    f pg_catalog.regprocedure;
-BEGIN
-    FOR f IN
-        SELECT p.oid::pg_catalog.regprocedure
-          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_depend d ON d.objid OPERATOR(pg_catalog.=) p.oid
-         WHERE d.refobjid OPERATOR(pg_catalog.=)
-               (SELECT e.oid FROM pg_catalog.pg_extension e
-                 WHERE e.extname OPERATOR(pg_catalog.=) 'jobq')
-           AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-           AND p.proname OPERATOR(pg_catalog.~~) 'jobq\_%'
-    LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
-    END LOOP;
-END
-$$;
-REVOKE ALL ON jobq.workers, jobq.outbox_backlog FROM PUBLIC;
+-- The privilege model: everything that reads or changes the queue is for
+-- granted roles only (README, "Security model"). jobq_put, the trigger and
+-- the registry functions write jobq's tables with their owner's rights, so
+-- callers need EXECUTE, never rights on jobq.*.
+REVOKE ALL ON FUNCTION
+    jobq_put(pg_catalog.text, pg_catalog.text, pg_catalog.jsonb, pg_catalog.int8,
+             pg_catalog.interval, pg_catalog.interval),
+    jobq_put_now(pg_catalog.text, pg_catalog.text, pg_catalog.jsonb, pg_catalog.int8,
+                 pg_catalog.interval, pg_catalog.interval),
+    jobq_enqueue(),
+    jobq_stats(),
+    jobq_tubes(),
+    jobq_job(pg_catalog.int8),
+    jobq_peek(pg_catalog.int8),
+    jobq_peek_ready(pg_catalog.text),
+    jobq_peek_delayed(pg_catalog.text),
+    jobq_peek_buried(pg_catalog.text),
+    jobq_kick(pg_catalog.text, pg_catalog.int8),
+    jobq_kick_job(pg_catalog.int8),
+    jobq_delete(pg_catalog.int8),
+    jobq_pause_tube(pg_catalog.text, pg_catalog.interval),
+    jobq_register(pg_catalog.text, pg_catalog.text, pg_catalog.regprocedure,
+                  pg_catalog.regrole, pg_catalog.int4, pg_catalog.interval,
+                  pg_catalog.interval),
+    jobq_register_c(pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text,
+                    pg_catalog.regrole, pg_catalog.int4, pg_catalog.interval,
+                    pg_catalog.interval),
+    jobq_unregister(pg_catalog.text, pg_catalog.text),
+    jobq_retry_failed(pg_catalog.int8),
+    jobq_retry_failed(pg_catalog.text),
+    jobq_worker_status()
+    FROM PUBLIC;
+
+-- jobq.failed holds other roles' kwargs and error messages: grant SELECT on
+-- it to administrators only.
+REVOKE ALL ON TABLE jobq.handlers, jobq.outbox, jobq.failed, jobq.done,
+                    jobq.workers, jobq.outbox_backlog
+    FROM PUBLIC;

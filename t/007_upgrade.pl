@@ -139,5 +139,20 @@ ok(wait_for($node, q{SELECT EXISTS (SELECT FROM public.effects WHERE tag = 'ua' 
 	'bob\'s job runs as al');
 
 $node->stop('fast');
+
+# without shared_preload_libraries: no workers, but the extension installs
+# and jobq_put_now and the admin functions work (the library used to define
+# PGC_POSTMASTER settings when a backend loaded it, a FATAL error)
+my $plain = init_node('no_preload');
+$plain->append_conf('postgresql.conf', "jobq.servers = '127.0.0.1:$port'\n");
+$plain->start;
+my ($prc, $pout, $perr) = (0, '', '');
+$prc = $plain->psql('postgres', q{CREATE EXTENSION jobq;
+SELECT jobq_put_now('t_plain', 'f', '{"n": 1}') > 0;
+SELECT ready FROM jobq_tubes() WHERE tube = 't_plain';},
+	stdout => \$pout, stderr => \$perr, on_error_stop => 1);
+is("$prc|$pout", "0|t\n1", 'without the preload: CREATE EXTENSION, jobq_put_now and jobq_tubes work')
+  or diag($perr);
+$plain->stop('fast');
 note(sprintf('total %.1f s', time - $T0));
 done_testing();
