@@ -4,6 +4,7 @@
 --   (jobq_grant / jobq_revoke); without a grant, only members of run_as may.
 -- * A statement trigger on jobq.handlers tells every backend's cache of
 --   registrations that they changed, whoever changed them.
+-- * jobq_tubes(): the OUT column using_ is now "using".
 -- * COMMENT ON every object, so that \df+ and \d+ explain jobq.
 -- No GRANT or REVOKE touches a 1.0 object here: inside ALTER EXTENSION it
 -- would record the object's whole ACL, an administrator's grants included,
@@ -37,7 +38,27 @@ CREATE TRIGGER handlers_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON jobq.handlers
     FOR EACH STATEMENT EXECUTE FUNCTION jobq_handlers_changed();
 
-REVOKE ALL ON FUNCTION jobq_grant(pg_catalog.text, pg_catalog.text, pg_catalog.regrole),
+-- jobq_tubes(): the OUT column using_ becomes "using" (beanstalkd's
+-- current-using).  An OUT column is part of the result type, so the function
+-- is created anew; grants made on the 1.0 function do not carry over
+-- (copying them here would record them as the extension's initial
+-- privileges, which pg_dump omits): grant EXECUTE again after the update.
+DROP FUNCTION jobq_tubes();
+
+CREATE FUNCTION jobq_tubes(OUT tube pg_catalog.text, OUT ready pg_catalog.int8,
+                           OUT reserved pg_catalog.int8, OUT delayed pg_catalog.int8,
+                           OUT buried pg_catalog.int8, OUT urgent pg_catalog.int8,
+                           OUT total pg_catalog.int8, OUT "using" pg_catalog.int8,
+                           OUT watching pg_catalog.int8, OUT waiting pg_catalog.int8,
+                           OUT pause pg_catalog.interval,
+                           OUT pause_time_left pg_catalog.interval)
+RETURNS SETOF pg_catalog.record
+AS 'MODULE_PATHNAME', 'jobq_tubes'
+LANGUAGE C VOLATILE STRICT;
+
+-- new objects only (see above): EXECUTE is for granted roles
+REVOKE ALL ON FUNCTION jobq_tubes(),
+                       jobq_grant(pg_catalog.text, pg_catalog.text, pg_catalog.regrole),
                        jobq_revoke(pg_catalog.text, pg_catalog.text, pg_catalog.regrole),
                        jobq_handlers_changed()
     FROM PUBLIC;

@@ -60,12 +60,16 @@ PREPARE TRANSACTION 'jobq_a';
 BEGIN;
 SELECT jobq_put('t_ob_2pc', 'f', '{"tx": "rolled back"}') IS NOT NULL AS put;
 PREPARE TRANSACTION 'jobq_b';
-SELECT pg_sleep(1.5);
+-- a later committed job has been sent: the relay has passed the prepared ones
+SELECT jobq_put('t_ob_2pc_mark', 'f', '{"mark": 1}') IS NOT NULL AS marker;
+SELECT wait_for($$SELECT ready = 1 FROM jobq_tubes() WHERE tube = 't_ob_2pc_mark'$$);
 SELECT count(*) AS nothing_before_commit FROM jobq_tubes() WHERE tube = 't_ob_2pc';
 COMMIT PREPARED 'jobq_a';
 ROLLBACK PREPARED 'jobq_b';
 SELECT wait_for($$SELECT ready = 1 FROM jobq_tubes() WHERE tube = 't_ob_2pc'$$);
-SELECT pg_sleep(1.5);
+-- and after a second marker, still only the committed one
+SELECT jobq_put('t_ob_2pc_mark', 'f', '{"mark": 2}') IS NOT NULL AS marker;
+SELECT wait_for($$SELECT ready = 2 FROM jobq_tubes() WHERE tube = 't_ob_2pc_mark'$$);
 SELECT ready FROM jobq_tubes() WHERE tube = 't_ob_2pc';
 SELECT body->'kwargs' AS kwargs FROM jobq_peek_ready('t_ob_2pc');
 
@@ -90,7 +94,9 @@ BEGIN;
 SELECT jobq_put('t_ob_run', 'record_n', '{"n": 3}') IS NOT NULL AS put;
 ROLLBACK;
 SELECT wait_for($$SELECT count(*) = 2 FROM results WHERE func = 'record_n'$$);
-SELECT pg_sleep(1);
+-- everything committed is sent and run: what ran is all that will
+SELECT wait_for($$SELECT NOT EXISTS (SELECT FROM jobq.outbox WHERE tube = 't_ob_run')
+                   AND (SELECT ready + reserved FROM jobq_tubes() WHERE tube = 't_ob_run') = 0$$);
 SELECT array_agg((args->>'n')::int ORDER BY 1) AS ran FROM results WHERE func = 'record_n';
 
 -- the relay reports itself

@@ -16,7 +16,9 @@ BEGIN;
 INSERT INTO orders VALUES (3, 'plum', 9);
 ROLLBACK;
 SELECT wait_for($$SELECT count(*) = 4 FROM results WHERE func = 'on_order'$$);
-SELECT pg_sleep(1);
+-- everything committed is sent and run: what ran is all that will
+SELECT wait_for($$SELECT NOT EXISTS (SELECT FROM jobq.outbox WHERE tube = 't_trg')
+                   AND (SELECT ready + reserved FROM jobq_tubes() WHERE tube = 't_trg') = 0$$);
 SELECT args FROM results WHERE func = 'on_order'
  ORDER BY args->>'op', coalesce(args->'new'->>'id', args->'old'->>'id');
 

@@ -101,8 +101,10 @@ SELECT sqlstate, message FROM jobq.failed WHERE tube = 't_slow';
 CREATE FUNCTION late(x int) RETURNS void LANGUAGE sql AS $$
     INSERT INTO public.results (func, args) VALUES ('late', jsonb_build_object('x', x))
 $$;
-SELECT jobq_put_now('t_late', 'late', '{"x": 0}') > 0 AS put_before_register;
-SELECT pg_sleep(1.5);
+SELECT jobq_put_now('t_late', 'late', '{"x": 0}') AS early \gset
+-- nobody watches t_late: the job waits (beanstalkd counts its age in seconds)
+SELECT wait_for($$SELECT age >= 2 FROM jobq_job($$ || :early || ')');
+SELECT j.state, t.watching FROM jobq_job(:early) j, jobq_tubes() t WHERE t.tube = 't_late';
 SELECT count(*) AS not_run_yet FROM results WHERE func = 'late';
 SELECT jobq_register('t_late', 'late');
 SELECT jobq_put_now('t_late', 'late', '{"x": 1}') > 0 AS put_after_register;
@@ -114,10 +116,10 @@ SELECT sqlstate, kwargs, message LIKE 'job was put before its handler was regist
   FROM jobq.failed WHERE tube = 't_late';
 SELECT jobq_unregister('t_late', 'late');
 SELECT jobq_unregister('t_late', 'late') AS again;
-SELECT pg_sleep(2);
+-- the workers stop watching the tube within a second
+SELECT wait_for($$SELECT watching = 0 FROM jobq_tubes() WHERE tube = 't_late'$$);
 SELECT jobq_put_now('t_late', 'late', '{"x": 2}') AS after_unregister \gset
-SELECT pg_sleep(1.5);
-SELECT state FROM jobq_job(:after_unregister);
+SELECT j.state, t.watching FROM jobq_job(:after_unregister) j, jobq_tubes() t WHERE t.tube = 't_late';
 SELECT count(*) AS still_one FROM results WHERE func = 'late';
 
 -- SIGTERM while a handler runs: the transaction aborts, the job goes back to
@@ -135,7 +137,8 @@ SELECT pg_terminate_backend(:victim);
 SELECT wait_for($$SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $$ || :victim);
 SELECT count(*) AS nothing_committed_by_victim FROM results WHERE func = 'long_job';
 SELECT wait_for($$SELECT count(*) = 1 FROM results WHERE func = 'long_job'$$);
-SELECT pg_sleep(1);
+-- done with: deleted from beanstalkd, so no second run can come
+SELECT wait_for($$SELECT ready + reserved = 0 FROM jobq_tubes() WHERE tube = 't_long'$$);
 SELECT count(*) AS once FROM results WHERE func = 'long_job';
 SELECT wait_for($$SELECT count(*) = 3 FROM jobq.workers$$);
 

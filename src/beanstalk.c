@@ -185,7 +185,7 @@ bs_check_server(const char *server, char *host, size_t hostlen,
 static bool
 servers_check_hook(char **newval, void **extra, GucSource source)
 {
-	char		host[256];
+	char		host[BS_MAX_SERVER];
 	char		port[16];
 	char	   *detail;
 

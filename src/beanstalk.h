@@ -18,13 +18,14 @@
 
 /* limits of the protocol */
 #define BS_MAX_NAME			200		/* tube name, bytes */
+#define BS_MAX_SERVER		256		/* "host:port" as jobq.servers gives it */
 #define BS_MAX_UINT32		UINT64CONST(4294967295)
 
 typedef struct BeanstalkConn
 {
 	MemoryContext mcxt;			/* owns buffers; lives as long as the conn */
-	char		server[256];	/* "host:port", for messages */
-	char		host[256];
+	char		server[BS_MAX_SERVER];	/* "host:port", for messages */
+	char		host[BS_MAX_SERVER];
 	char		port[16];
 	pgsocket	fd;
 	WaitEventSet *wes;			/* latch, postmaster death, socket */

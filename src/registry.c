@@ -122,6 +122,26 @@ check_may_replace(Oid caller, const char *tube, const char *func_name)
 	return false;
 }
 
+/*
+ * Open a change of the registration of (tube, func_name): SPI, the tables'
+ * owner, and the check that the caller may change it.  Returns whether it
+ * exists.  registry_end closes it.
+ */
+static bool
+registry_begin(Oid caller, const char *tube, const char *func_name, OwnerContext *owner)
+{
+	SPI_connect();
+	schema_become_owner(owner);
+	return check_may_replace(caller, tube, func_name);
+}
+
+static void
+registry_end(OwnerContext *owner)
+{
+	schema_restore_user(owner);
+	SPI_finish();
+}
+
 static void
 upsert_handler(const char *tube, const char *func_name, Oid handler,
 			   const char *library, const char *symbol, HandlerOptions *opt)
@@ -149,9 +169,7 @@ upsert_handler(const char *tube, const char *func_name, Oid handler,
 	values[8] = opt->timeout ? IntervalPGetDatum(opt->timeout) : (Datum) 0;
 	nulls[8] = opt->timeout ? ' ' : 'n';
 
-	SPI_connect();
-	schema_become_owner(&owner);
-	check_may_replace(caller, tube, func_name);
+	(void) registry_begin(caller, tube, func_name, &owner);
 	/*
 	 * The membership check is repeated in the upsert itself: a registration
 	 * committed by someone else after check_may_replace looked (it cannot
@@ -193,8 +211,7 @@ upsert_handler(const char *tube, const char *func_name, Oid handler,
 						func_name, tube),
 				 errhint("Only members of its run_as role can replace, remove or grant it.")));
 	acl_registry_changed();
-	schema_restore_user(&owner);
-	SPI_finish();
+	registry_end(&owner);
 }
 
 static char *
@@ -322,9 +339,7 @@ jobq_unregister(PG_FUNCTION_ARGS)
 
 	values[0] = CStringGetTextDatum(tube);
 	values[1] = CStringGetTextDatum(func_name);
-	SPI_connect();
-	schema_become_owner(&owner);
-	check_may_replace(caller, tube, func_name);
+	(void) registry_begin(caller, tube, func_name, &owner);
 	rc = SPI_execute_with_args(psprintf("DELETE FROM jobq.handlers WHERE tube OPERATOR(pg_catalog.=) $1 "
 										"AND func_name OPERATOR(pg_catalog.=) $2 "
 										"AND pg_catalog.pg_has_role(%u::pg_catalog.oid, "
@@ -334,8 +349,7 @@ jobq_unregister(PG_FUNCTION_ARGS)
 		elog(ERROR, "jobq: registry delete failed: %s", SPI_result_code_string(rc));
 	found = SPI_processed > 0;
 	acl_registry_changed();
-	schema_restore_user(&owner);
-	SPI_finish();
+	registry_end(&owner);
 	PG_RETURN_BOOL(found);
 }
 
@@ -359,9 +373,7 @@ set_producer(const char *tube, const char *func_name, Oid role, bool grant)
 	values[1] = CStringGetTextDatum(func_name);
 	values[2] = ObjectIdGetDatum(role);
 	values[3] = ObjectIdGetDatum(caller);
-	SPI_connect();
-	schema_become_owner(&owner);
-	if (!check_may_replace(caller, tube, func_name))
+	if (!registry_begin(caller, tube, func_name, &owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("no handler is registered for func_name \"%s\" on tube \"%s\"",
@@ -381,8 +393,7 @@ set_producer(const char *tube, const char *func_name, Oid role, bool grant)
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "jobq: registry update failed: %s", SPI_result_code_string(rc));
 	changed = SPI_processed > 0;
-	schema_restore_user(&owner);
-	SPI_finish();
+	registry_end(&owner);
 	return changed;
 }
 

@@ -46,27 +46,27 @@ sub counts
 	ok(wait_for($node,
 			"SELECT count(*) = 1 FROM jobq.workers WHERE func_name = 'slow_rec' AND state = 'running'",
 			30),
-		'case 3: a worker runs the handler');
+		'case 1: a worker runs the handler');
 	my $victim = sql_ok($node, "SELECT pid FROM jobq.workers WHERE func_name = 'slow_rec'");
 	usleep(500_000);    # inside pg_sleep, after the INSERT
-	ok(kill('KILL', $victim), "case 3: SIGKILL sent to worker $victim");
-	ok(wait_pid_gone($victim, 10), 'case 3: the worker process is gone');
+	ok(kill('KILL', $victim), "case 1: SIGKILL sent to worker $victim");
+	ok(wait_pid_gone($victim, 10), 'case 1: the worker process is gone');
 	ok(wait_log($node, qr/all server processes terminated; reinitializing/, $logpos, 30),
-		'case 3: the postmaster reinitialized after the crash');
-	ok(wait_workers($node, 60), 'case 3: workers and relay are back');
+		'case 1: the postmaster reinitialized after the crash');
+	ok(wait_workers($node, 60), 'case 1: workers and relay are back');
 	is(sql_ok($node, "SELECT count(*) FROM pg_stat_activity WHERE pid = $victim"), '0',
-		'case 3: the victim is not in pg_stat_activity');
-	isnt(worker_pids($node), $before, 'case 3: all jobq processes were restarted');
+		'case 1: the victim is not in pg_stat_activity');
+	isnt(worker_pids($node), $before, 'case 1: all jobq processes were restarted');
 	ok(wait_for($node, "SELECT count(*) >= 1 FROM effects WHERE c = 'case3'", 60),
-		'case 3: the job ran again');
+		'case 1: the job ran again');
 	ok(wait_for($node, "SELECT count(*) = 0 FROM jobq.workers WHERE func_name = 'slow_rec'", 30),
-		'case 3: the handler finished');
+		'case 1: the handler finished');
 	sleep 2;
-	is(counts('case3'), '1/1', 'case 3: its effect is committed once');
+	is(counts('case3'), '1/1', 'case 1: its effect is committed once');
 	is(sql_ok($node, "SELECT count(*) FROM jobq.done WHERE id = '$uuid'"), '1',
-		'case 3: recorded as done');
-	is(sql_ok($node, 'SELECT count(*) FROM jobq.failed'), '0', 'case 3: nothing failed');
-	note(sprintf('case 3 took %.1f s', time - $t0));
+		'case 1: recorded as done');
+	is(sql_ok($node, 'SELECT count(*) FROM jobq.failed'), '0', 'case 1: nothing failed');
+	note(sprintf('case 1 took %.1f s', time - $t0));
 }
 
 ###########################################################################
@@ -118,8 +118,8 @@ sub watch_job
 		my $id = sql_ok($node,
 			qq{SELECT jobq_put_now('t4', 'slow_rec', '{"c": "case4off", "k": $k, "secs": 4}', ttr => '2 s')});
 		my $seen = watch_job($id, 30);
-		note("case 4 (touch off), job $k: at most $seen->{max_workers} workers on it; at 3.2 s: $seen->{stats}");
-		ok($seen->{gone}, "case 4: without touch, job $k is deleted in the end");
+		note("case 2 (touch off), job $k: at most $seen->{max_workers} workers on it; at 3.2 s: $seen->{stats}");
+		ok($seen->{gone}, "case 2: without touch, job $k is deleted in the end");
 		if ($seen->{max_workers} >= 2 || $seen->{stats} =~ /reserves=[2-9]|timeouts=[1-9]/)
 		{
 			$released = 1;
@@ -133,12 +133,12 @@ sub watch_job
 		local $TODO = $released ? undef
 		  : 'beanstalkd 1.12 expired none of the reservations (upstream issues #262, #380)';
 		ok($released,
-			"case 4: without touch, beanstalkd re-released a job and a second worker reserved it (try $tries)");
+			"case 2: without touch, beanstalkd re-released a job and a second worker reserved it (try $tries)");
 	}
 	sleep 3;
-	is(counts('case4off'), "$tries/$tries", 'case 4: without touch each effect is committed once');
+	is(counts('case4off'), "$tries/$tries", 'case 2: without touch each effect is committed once');
 	is(sql_ok($node, "SELECT count(*) FROM jobq.failed WHERE tube = 't4'"), '0',
-		'case 4: without touch nothing failed');
+		'case 2: without touch nothing failed');
 
 	sql_ok($node, 'ALTER SYSTEM RESET jobq.touch_jobs');
 	sql_ok($node, 'SELECT pg_reload_conf()');
@@ -146,16 +146,16 @@ sub watch_job
 	my $id = sql_ok($node,
 		q{SELECT jobq_put_now('t4', 'slow_rec', '{"c": "case4on", "k": 1, "secs": 4}', ttr => '2 s')});
 	my $seen = watch_job($id, 30);
-	note("case 4 (touch on): at most $seen->{max_workers} workers on the job; at 3.2 s: $seen->{stats}");
-	is($seen->{max_workers}, 1, 'case 4: with touch, one worker ran the job');
+	note("case 2 (touch on): at most $seen->{max_workers} workers on the job; at 3.2 s: $seen->{stats}");
+	is($seen->{max_workers}, 1, 'case 2: with touch, one worker ran the job');
 	like($seen->{stats}, qr/^reserved reserves=1 timeouts=0 left=[1-9]/,
-		'case 4: with touch, past its TTR it is still reserved once, its time-left renewed');
-	ok($seen->{gone}, 'case 4: with touch, the job is deleted in the end');
+		'case 2: with touch, past its TTR it is still reserved once, its time-left renewed');
+	ok($seen->{gone}, 'case 2: with touch, the job is deleted in the end');
 	sleep 1;
-	is(counts('case4on'), '1/1', 'case 4: with touch the effect is committed once');
+	is(counts('case4on'), '1/1', 'case 2: with touch the effect is committed once');
 	is(sql_ok($node, "SELECT count(*) FROM jobq.failed WHERE tube = 't4'"), '0',
-		'case 4: with touch nothing failed');
-	note(sprintf('case 4 took %.1f s', time - $t0));
+		'case 2: with touch nothing failed');
+	note(sprintf('case 2 took %.1f s', time - $t0));
 }
 
 ###########################################################################
@@ -212,32 +212,32 @@ SELECT jobq_register('t9', 'huge_result', max_attempts => 1);
 		q{SELECT jobq_put('t9', 'huge_result', '{"c": "case9huge", "k": 1}')});
 
 	ok(wait_for($node, "SELECT count(*) = 2 FROM jobq.failed WHERE tube = 't9'", 60),
-		'case 9: two jobs failed');
+		'case 3: two jobs failed');
 	ok(wait_for($node,
 			"SELECT count(*) = 2 FROM jobq.done WHERE id IN ('$uuid{ok}', '$uuid{huge}')", 60),
-		'case 9: two jobs succeeded');
+		'case 3: two jobs succeeded');
 	is(sql_ok($node,
 			"SELECT sqlstate || ' | ' || message || ' | ' || attempts FROM jobq.failed WHERE job_id = '$uuid{fail}'"),
 		'JQ001 | handler gave up after catching division_by_zero | 1',
-		'case 9: the catch-then-raise handler failed with its own sqlstate');
+		'case 3: the catch-then-raise handler failed with its own sqlstate');
 	is(counts('case9fail') . ' ' . counts('case9fail-caught'), '0/0 0/0',
-		'case 9: ... and none of its writes survived');
+		'case 3: ... and none of its writes survived');
 	is(counts('case9ok') . ' ' . counts('case9ok-caught') . ' ' . counts('case9ok-rolled-back'),
-		'1/1 1/1 0/0', 'case 9: the catch-and-succeed handler committed what it kept, once');
+		'1/1 1/1 0/0', 'case 3: the catch-and-succeed handler committed what it kept, once');
 	is(sql_ok($node,
 			"SELECT sqlstate || ' | ' || message FROM jobq.failed WHERE job_id = '$uuid{slow}'"),
 		'57014 | canceling statement due to statement timeout',
-		'case 9: the handler past its 500 ms limit was cancelled (57014)');
+		'case 3: the handler past its 500 ms limit was cancelled (57014)');
 	is(sql_ok($node,
 			"SELECT failed_at - '$put_at'::timestamptz < interval '5 s' FROM jobq.failed WHERE job_id = '$uuid{slow}'"),
-		't', 'case 9: ... well before it would have finished (10 s)');
-	is(counts('case9slow'), '0/0', 'case 9: ... and its write was rolled back');
-	is(counts('case9huge'), '1/1', 'case 9: the 50 MB result handler succeeded once');
+		't', 'case 3: ... well before it would have finished (10 s)');
+	is(counts('case9slow'), '0/0', 'case 3: ... and its write was rolled back');
+	is(counts('case9huge'), '1/1', 'case 3: the 50 MB result handler succeeded once');
 	sleep 1;
-	is(worker_pids($node), $before, 'case 9: the same worker processes live on');
+	is(worker_pids($node), $before, 'case 3: the same worker processes live on');
 	unlike(log_since($node, $logpos), qr/terminated by signal|server process .* exited with exit code/,
-		'case 9: no process crashed');
-	note(sprintf('case 9 took %.1f s', time - $t0));
+		'case 3: no process crashed');
+	note(sprintf('case 3 took %.1f s', time - $t0));
 }
 
 $node->stop('fast');

@@ -45,15 +45,15 @@ sub counts
 	sql_ok($node, "SELECT count(jobq_put('t5', 'slow_rec', "
 		  . "jsonb_build_object('c', 'case5', 'k', k, 'secs', 0.02))) FROM generate_series(1, $na) k");
 	ok(wait_for($node, "SELECT count(*) >= 30 FROM effects WHERE c = 'case5'", 60),
-		'case 5: handlers are running');
+		'case 1: handlers are running');
 	# freeze beanstalkd: what the relay sends now stays unanswered, so the
 	# next rows are still in the outbox when the server goes down
 	bs_signal($bs, 'STOP');
 	my ($done_before) = split m{/}, counts('case5');
-	cmp_ok($done_before, '<', $na, "case 5: jobs still queued in beanstalkd ($done_before of $na done)");
+	cmp_ok($done_before, '<', $na, "case 1: jobs still queued in beanstalkd ($done_before of $na done)");
 	sql_ok($node, "SELECT count(jobq_put('t5', 'slow_rec', "
 		  . "jsonb_build_object('c', 'case5', 'k', k, 'secs', 0.02))) FROM generate_series($na + 1, $na + $nb) k");
-	is(sql_ok($node, 'SELECT count(*) FROM jobq.outbox'), $nb, "case 5: $nb committed jobs in the outbox");
+	is(sql_ok($node, 'SELECT count(*) FROM jobq.outbox'), $nb, "case 1: $nb committed jobs in the outbox");
 	my $before = worker_pids($node);
 
 	my $t1 = time;
@@ -62,23 +62,23 @@ sub counts
 		'-l', $node->logfile, '-m', 'immediate', 'restart');
 	$node->_update_pid(1);
 	my $took = time - $t1;
-	note(sprintf('case 5: pg_ctl restart -m immediate took %.1f s', $took));
+	note(sprintf('case 1: pg_ctl restart -m immediate took %.1f s', $took));
 	like(log_since($node, $logpos), qr/received immediate shutdown request/,
-		'case 5: the server went down in immediate mode');
+		'case 1: the server went down in immediate mode');
 	like(log_since($node, $logpos), qr/database system was interrupted|redo starts|not properly shut down/,
-		'case 5: and came back through crash recovery');
+		'case 1: and came back through crash recovery');
 	bs_signal($bs, 'CONT');
 
-	ok(wait_workers($node, 60), 'case 5: workers and relay are back');
-	isnt(worker_pids($node), $before, 'case 5: as new processes');
+	ok(wait_workers($node, 60), 'case 1: workers and relay are back');
+	isnt(worker_pids($node), $before, 'case 1: as new processes');
 	ok(wait_for($node, "SELECT count(*) >= $na + $nb FROM effects WHERE c = 'case5'", 90),
-		'case 5: the backlog drained');
-	ok(wait_for($node, 'SELECT count(*) = 0 FROM jobq.outbox', 30), 'case 5: the outbox is empty');
+		'case 1: the backlog drained');
+	ok(wait_for($node, 'SELECT count(*) = 0 FROM jobq.outbox', 30), 'case 1: the outbox is empty');
 	sleep 3;
 	my $n = $na + $nb;
-	is(counts('case5'), "$n/$n", 'case 5: every committed job ran exactly once');
-	is(sql_ok($node, 'SELECT count(*) FROM jobq.failed'), '0', 'case 5: nothing failed');
-	note(sprintf('case 5 took %.1f s', time - $t0));
+	is(counts('case5'), "$n/$n", 'case 1: every committed job ran exactly once');
+	is(sql_ok($node, 'SELECT count(*) FROM jobq.failed'), '0', 'case 1: nothing failed');
+	note(sprintf('case 1 took %.1f s', time - $t0));
 }
 
 ###########################################################################
@@ -91,24 +91,24 @@ sub counts
 		  . "jsonb_build_object('c', 'case6', 'k', k, 'secs', 2))) FROM generate_series(1, $n) k");
 	ok(wait_for($node,
 			"SELECT count(*) = 2 FROM jobq.workers WHERE func_name = 'slow_rec' AND state = 'running'", 30),
-		'case 6: both workers are inside a handler');
+		'case 2: both workers are inside a handler');
 	my $postmaster = $node->{_pid};
 	my $logpos = -s $node->logfile;
 	my $t1 = time;
-	ok($node->stop('fast'), 'case 6: fast shutdown succeeded');
+	ok($node->stop('fast'), 'case 2: fast shutdown succeeded');
 	my $took = time - $t1;
-	cmp_ok($took, '<', 10, sprintf('case 6: the server stopped in %.1f s (< 10 s)', $took));
-	ok(wait_pid_gone($postmaster, 5), 'case 6: the postmaster is gone');
+	cmp_ok($took, '<', 10, sprintf('case 2: the server stopped in %.1f s (< 10 s)', $took));
+	ok(wait_pid_gone($postmaster, 5), 'case 2: the postmaster is gone');
 	my $log = log_since($node, $logpos);
-	like($log, qr/database system is shut down/, 'case 6: clean shutdown logged');
-	unlike($log, qr/terminated by signal/, 'case 6: no process crashed on the way');
+	like($log, qr/database system is shut down/, 'case 2: clean shutdown logged');
+	unlike($log, qr/terminated by signal/, 'case 2: no process crashed on the way');
 	$node->start;
-	ok(wait_workers($node, 60), 'case 6: workers and relay are back');
+	ok(wait_workers($node, 60), 'case 2: workers and relay are back');
 	ok(wait_for($node, "SELECT count(*) >= $n FROM effects WHERE c = 'case6'", 90),
-		'case 6: the rest of the jobs ran after the start');
+		'case 2: the rest of the jobs ran after the start');
 	sleep 3;
-	is(counts('case6'), "$n/$n", 'case 6: every job ran exactly once');
-	note(sprintf('case 6 took %.1f s', time - $t0));
+	is(counts('case6'), "$n/$n", 'case 2: every job ran exactly once');
+	note(sprintf('case 2 took %.1f s', time - $t0));
 }
 
 ###########################################################################
@@ -128,21 +128,21 @@ sub counts
 		if (($st->{'current-workers'} // 0) >= 2) { $moved = 1; last; }
 		usleep(100_000);
 	}
-	ok($moved, 'case 7: both workers reserve from the second server');
+	ok($moved, 'case 3: both workers reserve from the second server');
 	sql_ok($node, "SELECT count(jobq_put('t7', 'slow_rec', "
 		  . "jsonb_build_object('c', 'case7', 'k', k))) FROM generate_series(1, $n) k");
 	ok(wait_for($node, "SELECT count(*) >= $n FROM effects WHERE c = 'case7'", 60),
-		'case 7: the jobs ran');
+		'case 3: the jobs ran');
 	my $st2 = bs_stats($port2, 'stats-tube t7');
-	is($st2 && $st2->{'total-jobs'}, $n, "case 7: all $n jobs went through the second server");
+	is($st2 && $st2->{'total-jobs'}, $n, "case 3: all $n jobs went through the second server");
 	my $st1 = bs_stats($port, 'stats-tube t7');
-	is($st1 ? $st1->{'total-jobs'} : 0, 0, 'case 7: none went to the first server');
+	is($st1 ? $st1->{'total-jobs'} : 0, 0, 'case 3: none went to the first server');
 	is(sql_ok($node, "SELECT total FROM jobq_tubes() WHERE tube = 't7'"), $n,
-		'case 7: a new session sees the second server too (jobq_tubes)');
+		'case 3: a new session sees the second server too (jobq_tubes)');
 	sleep 1;
-	is(counts('case7'), "$n/$n", 'case 7: each ran once');
-	is(worker_pids($node), $before, 'case 7: without restarting any jobq process');
-	note(sprintf('case 7 took %.1f s', time - $t0));
+	is(counts('case7'), "$n/$n", 'case 3: each ran once');
+	is(worker_pids($node), $before, 'case 3: without restarting any jobq process');
+	note(sprintf('case 3 took %.1f s', time - $t0));
 }
 
 $node->stop('fast');

@@ -137,6 +137,20 @@ add('deep nesting', '22P02',
 add('deep nesting', '22P02', '{"func_name": "take_all", "tube": "t8", "kwargs": ' . ('[' x 100000));
 
 my $n = scalar @bodies;
+
+# nothing ready or reserved in a tube, within $secs
+sub wait_perl_tube_idle
+{
+	my ($p, $tube, $secs) = @_;
+	my $deadline = time + $secs;
+	while (time < $deadline)
+	{
+		my $st = bs_stats($p, "stats-tube $tube");
+		return 1 if $st && $st->{'current-jobs-ready'} + $st->{'current-jobs-reserved'} == 0;
+		usleep(100_000);
+	}
+	return 0;
+}
 my %expect;
 $expect{ $_->[1] }++ for @bodies;
 my %cat;
@@ -146,7 +160,7 @@ for my $b (@bodies)
 {
 	die "body of a '$b->[0]' is over max-job-size" if length($b->[2]) > $maxjob;
 }
-cmp_ok($n, '>=', 300, 'case 8: a few hundred hostile bodies');
+cmp_ok($n, '>=', 300, 'case 1: a few hundred hostile bodies');
 
 # the storm: one raw connection, one put after the other
 my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp')
@@ -154,7 +168,7 @@ my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto 
 binmode($s);
 print $s "use t8\r\n";
 my $l = <$s>;
-is($l, "USING t8\r\n", 'case 8: raw client uses tube t8');
+is($l, "USING t8\r\n", 'case 1: raw client uses tube t8');
 my ($inserted, @ids) = (0);
 for my $b (@bodies)
 {
@@ -171,48 +185,49 @@ for my $b (@bodies)
 		diag("put of a '$b->[0]' body got " . ($reply // 'no reply'));
 	}
 }
-is($inserted, $n, "case 8: beanstalkd took all $n bodies");
-note(sprintf('case 8: storm sent in %.1f s', time - $t0));
+is($inserted, $n, "case 1: beanstalkd took all $n bodies");
+note(sprintf('case 1: storm sent in %.1f s', time - $t0));
 
 ok(wait_for($node, "SELECT count(*) >= $n FROM jobq.failed", 120),
-	'case 8: every body was recorded in jobq.failed');
-sleep 1;
+	'case 1: every body was recorded in jobq.failed');
+# every body was handled (none is ready or reserved): the count is final
+ok(wait_perl_tube_idle($port, 't8', 30), 'case 1: nothing left to handle in t8');
 is(sql_ok($node, 'SELECT count(*) || \'/\' || count(DISTINCT bs_id) FROM jobq.failed'), "$n/$n",
-	'case 8: one row per body, no more');
+	'case 1: one row per body, no more');
 my $minid = $ids[0];
 my $maxid = $ids[-1];
 is(sql_ok($node, "SELECT count(*) FROM jobq.failed WHERE bs_id BETWEEN $minid AND $maxid"), $n,
-	'case 8: the rows are the bodies put');
+	'case 1: the rows are the bodies put');
 for my $state (sort keys %expect)
 {
 	is(sql_ok($node, "SELECT count(*) FROM jobq.failed WHERE sqlstate = '$state'"), $expect{$state},
-		"case 8: $expect{$state} recorded with sqlstate $state");
+		"case 1: $expect{$state} recorded with sqlstate $state");
 }
 is(sql_ok($node, 'SELECT count(*) FROM jobq.failed WHERE source = \'worker\' AND attempts = 1'), $n,
-	'case 8: recorded by the workers at the first attempt');
+	'case 1: recorded by the workers at the first attempt');
 my $t8 = bs_stats($port, 'stats-tube t8');
 my $buried = $t8 ? $t8->{'current-jobs-buried'} : -1;
-is($buried, $n, 'case 8: all of them are buried in beanstalkd');
-is(sql_ok($node, 'SELECT count(*) FROM effects'), '0', 'case 8: no handler was called');
+is($buried, $n, 'case 1: all of them are buried in beanstalkd');
+is(sql_ok($node, 'SELECT count(*) FROM effects'), '0', 'case 1: no handler was called');
 
 # the workers still run good jobs
 my $good = '{"func_name": "take_all", "tube": "t8", "kwargs": {"good": true}}';
 print $s 'put 0 0 60 ' . length($good) . "\r\n$good\r\n";
-like(scalar(<$s>), qr/^INSERTED/, 'case 8: a valid job after the storm');
+like(scalar(<$s>), qr/^INSERTED/, 'case 1: a valid job after the storm');
 # an integer longer than 64 bits is a valid number, and keeps its digits
 my $big = '{"func_name": "take_all", "tube": "t8", "kwargs": {"n": 123456789012345678901234567890}}';
 print $s 'put 0 0 60 ' . length($big) . "\r\n$big\r\n";
-like(scalar(<$s>), qr/^INSERTED/, 'case 8: a job with a 30-digit integer');
+like(scalar(<$s>), qr/^INSERTED/, 'case 1: a job with a 30-digit integer');
 close($s);
 ok(wait_for($node, q{SELECT count(*) = 1 FROM effects WHERE kw = '{"good": true}'}, 30),
-	'case 8: ... runs');
+	'case 1: ... runs');
 ok(wait_for($node, q{SELECT count(*) = 1 FROM effects WHERE kw->>'n' = '123456789012345678901234567890'}, 30),
-	'case 8: the 30-digit integer reaches the handler exactly');
-is(worker_pids($node), $before, 'case 8: the same worker processes live on');
+	'case 1: the 30-digit integer reaches the handler exactly');
+is(worker_pids($node), $before, 'case 1: the same worker processes live on');
 unlike(log_since($node, $logpos), qr/terminated by signal|exited with exit code [1-9]/,
-	'case 8: no process crashed or exited');
-ok(pid_gone($bs) == 0, 'case 8: beanstalkd is still up');
-note(sprintf('case 8 took %.1f s', time - $t0));
+	'case 1: no process crashed or exited');
+ok(pid_gone($bs) == 0, 'case 1: beanstalkd is still up');
+note(sprintf('case 1 took %.1f s', time - $t0));
 
 $node->stop('fast');
 done_testing();

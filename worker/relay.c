@@ -435,7 +435,7 @@ void
 jobq_relay_main(Datum arg)
 {
 	MemoryContext loop_ctx;
-	char		servers_now[256];
+	char		servers_now[BS_MAX_SERVER];
 
 	worker_startup(RELAY_SLOT, "jobq relay");
 	relay_session_settings();

@@ -83,7 +83,7 @@ static BeanstalkConn *conn;
 static List *watched = NIL;		/* tube names (TopMemoryContext) */
 static bool watch_set_valid = false;
 static TimestampTz tubes_refreshed = 0;
-static char servers_now[256];
+static char servers_now[BS_MAX_SERVER];
 static ProcessBackoff backoff;	/* static: survives the main loop's longjmp */
 static SPIPlanPtr done_plan = NULL;
 
