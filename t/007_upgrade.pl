@@ -101,6 +101,12 @@ is(sql_ok($node, q{SELECT concat_ws(' ', bs_id, tube, func_name, kwargs->>'n', s
                   FROM jobq.failed}),
 	'4242 tu u1 failed 22023 failed in 1.0 3 worker', 'the failed row is kept');
 is(sql_ok($node, 'SELECT count(*) FROM jobq.outbox'), '6', 'the outbox rows are kept');
+is(sql_ok($node, q{SELECT string_agg(p.parameter_name, ',' ORDER BY p.ordinal_position)
+                     FROM information_schema.parameters p
+                     JOIN information_schema.routines r USING (specific_schema, specific_name)
+                    WHERE r.routine_name = 'jobq_tubes'}),
+	'tube,ready,reserved,delayed,buried,urgent,total,using,watching,waiting,pause,pause_time_left',
+	'jobq_tubes() has its column "using" (was using_)');
 
 # beanstalkd back: the outbox is delivered and runs
 $bs = bs_start($port);
