@@ -5,6 +5,7 @@
 -- * A statement trigger on jobq.handlers tells every backend's cache of
 --   registrations that they changed, whoever changed them.
 -- * jobq_tubes(): the OUT column using_ is now "using".
+-- * An index on jobq.failed (failed_at), for pruning.
 -- * COMMENT ON every object, so that \df+ and \d+ explain jobq.
 -- No GRANT or REVOKE touches a 1.0 object here: inside ALTER EXTENSION it
 -- would record the object's whole ACL, an administrator's grants included,
@@ -37,6 +38,9 @@ LANGUAGE C;
 CREATE TRIGGER handlers_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON jobq.handlers
     FOR EACH STATEMENT EXECUTE FUNCTION jobq_handlers_changed();
+
+-- jobq.failed is pruned after jobq.failed_retention, oldest first
+CREATE INDEX failed_failed_at_idx ON jobq.failed (failed_at);
 
 -- jobq_tubes(): the OUT column using_ becomes "using" (beanstalkd's
 -- current-using).  An OUT column is part of the result type, so the function

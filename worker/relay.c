@@ -393,6 +393,13 @@ relay_session_settings(void)
 		SetConfigOption(off[i], "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
+	 * The disabled plan types add their penalty to the cost of any plan that
+	 * still needs one (pruning jobq.done and jobq.failed), which would then
+	 * pass jit_above_cost: compiling those small statements is wasted work.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
 	 * A relay commit lost in a crash only means its rows are sent again,
 	 * which at-least-once delivery allows and job ids make harmless; so the
 	 * relay need not wait for its WAL to reach disk.
