@@ -82,6 +82,15 @@ SELECT buried FROM jobq_tubes() WHERE tube = 't_raw';
 \! printf '{"func_name": "take_all", "tube": "t_raw", "kwargs": {"foreign": true}, "extra": 1}' > results/raw8.bin
 \! bash test/raw_put.sh t_raw results/raw8.bin | cut -c1-8
 SELECT wait_for($$SELECT count(*) = 1 FROM results WHERE args ? 'foreign'$$);
+-- a set-returning handler: its result columns are not arguments, its defaults fill in
+CREATE FUNCTION tabled(a int DEFAULT 1) RETURNS TABLE (x int) LANGUAGE sql AS $$
+    INSERT INTO public.results (func, args) VALUES ('tabled', jsonb_build_object('a', a)) RETURNING 1
+$$;
+SELECT jobq_register('t_disp', 'tabled', max_attempts => 1);
+SELECT jobq_put_now('t_disp', 'tabled', '{}') > 0 AS put;
+SELECT wait_for($$SELECT count(*) = 1 FROM results WHERE func = 'tabled'$$);
+SELECT args FROM results WHERE func = 'tabled';
+
 -- a deferred constraint that fails at commit fails the job, not the worker
 CREATE TABLE parent (id int PRIMARY KEY);
 CREATE TABLE child (pid int REFERENCES parent DEFERRABLE INITIALLY DEFERRED);

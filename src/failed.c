@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/uuid.h"
 
 #include "beanstalk.h"
@@ -59,16 +60,25 @@ printable_prefix(const char *body, size_t len)
 Jsonb *
 failed_kwargs_of_body(const char *body, size_t len)
 {
-	Jsonb	   *whole;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext parse;
+	Jsonb	   *kwargs = NULL;
 	JsonbValue *kw;
 
 	if (len > KWARGS_PARSE_MAX)
 		return NULL;
-	whole = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-											   CStringGetDatum(pg_any_to_server(pnstrdup(body, len),
-																				len, PG_UTF8))));
-	kw = job_jsonb_get(whole, "kwargs");
-	return kw ? JsonbValueToJsonb(kw) : NULL;
+	/* the parse's garbage goes at once: a batch may reject many bodies */
+	parse = AllocSetContextCreate(caller, "jobq rejected body", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(parse);
+	kw = job_jsonb_get(DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+														  CStringGetDatum(pg_any_to_server(pnstrdup(body, len),
+																						   len, PG_UTF8)))),
+					   "kwargs");
+	MemoryContextSwitchTo(caller);
+	if (kw != NULL)
+		kwargs = JsonbValueToJsonb(kw);
+	MemoryContextDelete(parse);
+	return kwargs;
 }
 
 /* Write one row of jobq.failed, in the caller's transaction and SPI connection. */

@@ -262,7 +262,8 @@ check_required(const HandlerProc *proc, const bool *given)
 	int			nin = 0;
 
 	for (int i = 0; i < proc->nargs; i++)
-		if (proc->argmodes == NULL || proc->argmodes[i] != PROARGMODE_OUT)
+		if (proc->argmodes == NULL ||
+			(proc->argmodes[i] != PROARGMODE_OUT && proc->argmodes[i] != PROARGMODE_TABLE))
 			nin++;
 	for (int i = 0, in = 0; i < proc->nargs; i++)
 	{

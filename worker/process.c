@@ -190,21 +190,26 @@ worker_report_error(int slot, const char *what, bool *in_outage)
  * as worker_spi does it.  Every process_xact_begin has its process_xact_end;
  * an error in between is cleaned up by process_recover.
  */
+static MemoryContext xact_caller_cxt = NULL;
+
 void
 process_xact_begin(void)
 {
+	xact_caller_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 }
 
+/* ... and back in the memory context the caller had at process_xact_begin */
 void
 process_xact_end(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(xact_caller_cxt);
 }
 
 /* The main loop's iteration went through: say so once after an outage. */
