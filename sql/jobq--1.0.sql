@@ -12,13 +12,13 @@ CREATE TABLE jobq.handlers (
     library       text,
     symbol        text,
     run_as        regrole NOT NULL,
-    max_attempts  integer NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
-    backoff       interval NOT NULL DEFAULT '1 s' CHECK (backoff >= '0 s'),
-    timeout       interval CHECK (timeout > '0 s'),
+    max_attempts  integer NOT NULL DEFAULT 3 CHECK (max_attempts OPERATOR(pg_catalog.>=) 1),
+    backoff       interval NOT NULL DEFAULT '1 s' CHECK (backoff OPERATOR(pg_catalog.>=) '0 s'),
+    timeout       interval CHECK (timeout OPERATOR(pg_catalog.>) '0 s'),
     registered_by regrole NOT NULL,
-    registered_at timestamptz NOT NULL DEFAULT now(),
+    registered_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (tube, func_name),
-    CHECK ((handler IS NULL) = (library IS NOT NULL AND symbol IS NOT NULL))
+    CHECK ((handler IS NULL) OPERATOR(pg_catalog.=) (library IS NOT NULL AND symbol IS NOT NULL))
 );
 
 -- outbox: jobs of transactions, sent by the relay after commit
@@ -31,7 +31,7 @@ CREATE TABLE jobq.outbox (
     priority   bigint NOT NULL,
     delay      bigint NOT NULL,
     ttr        bigint NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
 -- failed: jobs that ran out of attempts, were rejected, or could not be sent
@@ -48,22 +48,22 @@ CREATE TABLE jobq.failed (
     attempts   integer NOT NULL DEFAULT 0,
     priority   bigint,
     ttr        bigint,
-    source     text NOT NULL CHECK (source IN ('worker', 'relay')),
-    failed_at  timestamptz NOT NULL DEFAULT now()
+    source     text NOT NULL CHECK (source OPERATOR(pg_catalog.=) ANY (ARRAY['worker', 'relay'])),
+    failed_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX ON jobq.failed (tube);
 
 -- done: ids of jobs whose handler committed, for exactly-once effects
 CREATE TABLE jobq.done (
     id      uuid PRIMARY KEY,
-    done_at timestamptz NOT NULL DEFAULT now()
+    done_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX ON jobq.done (done_at);
 
 REVOKE ALL ON ALL TABLES IN SCHEMA jobq FROM PUBLIC;
 
 CREATE VIEW jobq.outbox_backlog AS
-    SELECT tube, count(*) AS jobs, min(created_at) AS oldest
+    SELECT tube, pg_catalog.count(*) AS jobs, pg_catalog.min(created_at) AS oldest
       FROM jobq.outbox GROUP BY tube;
 
 -- producing

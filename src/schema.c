@@ -56,7 +56,7 @@ schema_tables_owner(void)
 }
 
 /* Open a GUC nest level with search_path pinned; returns the level. */
-int
+static int
 schema_pin_search_path(void)
 {
 	int			nest = NewGUCNestLevel();
@@ -68,7 +68,7 @@ schema_pin_search_path(void)
 }
 
 /* Close a level opened by schema_pin_search_path, undoing what it set. */
-void
+static void
 schema_unpin_search_path(int nest)
 {
 	AtEOXact_GUC(true, nest);

@@ -19,8 +19,6 @@ typedef struct OwnerContext
 } OwnerContext;
 
 extern Oid	schema_tables_owner(void);
-extern int	schema_pin_search_path(void);
-extern void schema_unpin_search_path(int nest);
 extern void schema_become_owner(OwnerContext *ctx);
 extern void schema_restore_user(OwnerContext *ctx);
 extern Oid	schema_func_owner(Oid fn);

@@ -25,18 +25,7 @@ my $T0 = time;
 sub as_role
 {
 	my ($node, $role, $sql, %o) = @_;
-	my ($out, $err) = ('', '');
-	my @extra = defined $role ? ('-U', $role) : ();
-	my $rc = $node->psql(
-		$o{db} || 'postgres', "\\set VERBOSITY verbose\n$sql",
-		extra_params => \@extra,
-		stdout => \$out,
-		stderr => \$err,
-		on_error_stop => 1,
-		timeout => $o{timeout} || 120,
-		timed_out => \my $timed_out);
-	return (-1, $out, "psql timed out\n$err") if $timed_out;
-	return ($rc, $out, $err);
+	return query_as($node, $role, $sql, %o);
 }
 
 sub sqlstate_of

@@ -24,11 +24,7 @@ is(sql_ok($node, q{SELECT extversion FROM pg_extension WHERE extname = 'jobq'}),
 sub as_role
 {
 	my ($role, $sql) = @_;
-	my ($out, $err) = ('', '');
-	my $rc = $node->psql('postgres', "\\set VERBOSITY verbose\n$sql",
-		extra_params => defined $role ? ['-U', $role] : [],
-		stdout => \$out, stderr => \$err, on_error_stop => 1, timeout => 60);
-	return ($rc, $out, $err);
+	return query_as($node, $role, $sql, timeout => 60);
 }
 
 sql_ok($node, q{

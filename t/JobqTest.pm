@@ -21,7 +21,7 @@ use PostgreSQL::Test::Utils;
 our @EXPORT = qw(
   init_node jobq_conf
   bs_port bs_start bs_stop bs_signal bs_refuses bs_answers bs_command bs_stats
-  new_node wait_for query sql_ok wait_workers worker_pids log_since
+  new_node wait_for query query_as sql_ok wait_workers worker_pids log_since
   pid_gone wait_pid_gone wait_log bg_psql bg_running bg_finish
 );
 
@@ -200,6 +200,7 @@ sub query
 	my ($out, $err) = ('', '');
 	my $rc = $node->psql(
 		$opt{db} || 'postgres', $sql,
+		extra_params => $opt{extra_params} || [],
 		stdout => \$out,
 		stderr => \$err,
 		on_error_stop => 1,
@@ -207,6 +208,15 @@ sub query
 		timed_out => \my $timed_out);
 	return (-1, $out, "psql timed out\n$err") if $timed_out;
 	return ($rc, $out, $err);
+}
+
+# ($rc, $stdout, $stderr) of $sql run as $role (undef: the cluster's
+# superuser), errors with their SQLSTATE (VERBOSITY verbose)
+sub query_as
+{
+	my ($node, $role, $sql, %opt) = @_;
+	return query($node, "\\set VERBOSITY verbose\n$sql",
+		%opt, extra_params => defined $role ? [ '-U', $role ] : []);
 }
 
 # the query's output, or die with its error

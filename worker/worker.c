@@ -107,7 +107,6 @@ typedef struct JobFacts
 typedef struct Outcome
 {
 	bool		ok;
-	bool		duplicate;		/* already done: drop it */
 	bool		bury_now;		/* not worth retrying: no handler */
 	char		sqlstate[6];
 	char	   *message;
@@ -176,7 +175,6 @@ read_tubes(void)
 		MemoryContextSwitchTo(spi);
 	}
 	process_xact_end();
-	MemoryContextSwitchTo(ctx);
 	return tubes;
 }
 
@@ -516,10 +514,9 @@ run_handler(const JobBody *body, const BsJob *job, const JobFacts *facts, Outcom
 	MemoryContextSwitchTo(ctx);
 	PG_TRY();
 	{
+		/* a second delivery of a job done already is just deleted */
 		if (!body->has_id || record_done(body))
 			call_restricted(&h, job, body, facts->ttr_ms);
-		else
-			out->duplicate = true;
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(ctx);
 		CurrentResourceOwner = owner;
@@ -678,7 +675,6 @@ process_job(BsJob *job)
 			record_failure(decoded ? &body : NULL, job, &out, &facts, !decoded);
 	}
 	process_xact_end();
-	MemoryContextSwitchTo(ctx);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	settle_job(job, &out, &facts, final_failure);
