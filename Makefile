@@ -32,6 +32,7 @@ OBJS = \
 	worker/launcher.o \
 	worker/process.o \
 	worker/worker.o \
+	worker/job_run.o \
 	worker/dispatch.o \
 	worker/relay.o
 

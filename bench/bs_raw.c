@@ -17,6 +17,10 @@
  *            write, then the batch's replies are read.
  *   reserve  N sequential "reserve-with-timeout 1" + "delete <id>" round
  *            trips on jobs already in the tube; fails on TIMED_OUT.
+ *   preserve N pipelined reserves and deletes on jobs already in the tube:
+ *            up to 1000 "reserve-with-timeout 0" in one write, their
+ *            replies, then their deletes in one write and those replies;
+ *            fails on TIMED_OUT.
  *
  *   TUBE defaults to "bench-raw".  put/pput "use" it; reserve "watch"es it
  *   and ignores "default".
@@ -78,7 +82,7 @@ static void
 usage(void)
 {
 	fputs("usage: bs_raw HOST PORT MODE N [TUBE]\n"
-		  "  MODE: put | pput | reserve\n"
+		  "  MODE: put | pput | reserve | preserve\n"
 		  "  N:    number of jobs (>= 1)\n"
 		  "  TUBE: tube name (default \"" DEFAULT_TUBE "\")\n", stderr);
 	exit(2);
@@ -371,6 +375,9 @@ run_pput(Conn *c, unsigned long n)
 	free(batch);
 }
 
+static unsigned long long reserved_job(Conn *c, const char *line,
+									   unsigned long done, unsigned long n);
+
 /* Sequential reserve-with-timeout + delete round trips. */
 static void
 run_reserve(Conn *c, unsigned long n)
@@ -380,33 +387,75 @@ run_reserve(Conn *c, unsigned long n)
 
 	for (i = 0; i < n; i++)
 	{
-		const char *line;
-		const char *p;
 		unsigned long long id;
-		unsigned long long bytes;
 		char		del[64];
 		int			dlen;
 
 		send_all(c, reserve_cmd, sizeof(reserve_cmd) - 1);
-		line = read_line(c);
-		if (strcmp(line, "TIMED_OUT") == 0)
-			die("reserve timed out after %lu of %lu jobs (tube empty?)", i, n);
-		if (strncmp(line, "RESERVED ", 9) != 0)
-			die("unexpected reply \"%s\" (wanted \"RESERVED <id> <bytes>\")",
-				line);
-		p = line + 9;
-		id = parse_u64(&p, "job id", line);
-		if (*p++ != ' ')
-			die("protocol error: malformed reply \"%s\"", line);
-		bytes = parse_u64(&p, "byte count", line);
-		if (*p != '\0' || id == 0)
-			die("protocol error: malformed reply \"%s\"", line);
-		skip_body(c, (size_t) bytes);
-
+		id = reserved_job(c, read_line(c), i, n);
 		dlen = snprintf(del, sizeof(del), "delete %llu\r\n", id);
 		send_all(c, del, (size_t) dlen);
 		expect_line(c, "DELETED");
 	}
+}
+
+/* Parse "RESERVED <id> <bytes>", skip the body; returns the id. */
+static unsigned long long
+reserved_job(Conn *c, const char *line, unsigned long done, unsigned long n)
+{
+	const char *p;
+	unsigned long long id;
+	unsigned long long bytes;
+
+	if (strcmp(line, "TIMED_OUT") == 0)
+		die("reserve timed out after %lu of %lu jobs (tube empty?)", done, n);
+	if (strncmp(line, "RESERVED ", 9) != 0)
+		die("unexpected reply \"%s\" (wanted \"RESERVED <id> <bytes>\")", line);
+	p = line + 9;
+	id = parse_u64(&p, "job id", line);
+	if (*p++ != ' ')
+		die("protocol error: malformed reply \"%s\"", line);
+	bytes = parse_u64(&p, "byte count", line);
+	if (*p != '\0' || id == 0)
+		die("protocol error: malformed reply \"%s\"", line);
+	skip_body(c, (size_t) bytes);
+	return id;
+}
+
+/* Pipelined reserves, then pipelined deletes, PIPE_BATCH at a time. */
+static void
+run_preserve(Conn *c, unsigned long n)
+{
+	static const char reserve_cmd[] = "reserve-with-timeout 0\r\n";
+	size_t		rlen = sizeof(reserve_cmd) - 1;
+	char	   *reserves = malloc(rlen * PIPE_BATCH);
+	char	   *deletes = malloc(32 * PIPE_BATCH);
+	unsigned long done = 0;
+	unsigned long i;
+
+	if (reserves == NULL || deletes == NULL)
+		die("out of memory");
+	for (i = 0; i < PIPE_BATCH; i++)
+		memcpy(reserves + i * rlen, reserve_cmd, rlen);
+	while (done < n)
+	{
+		unsigned long k = n - done < PIPE_BATCH ? n - done : PIPE_BATCH;
+		size_t		dlen = 0;
+
+		send_all(c, reserves, k * rlen);
+		for (i = 0; i < k; i++)
+		{
+			unsigned long long id = reserved_job(c, read_line(c), done + i, n);
+
+			dlen += (size_t) snprintf(deletes + dlen, 32, "delete %llu\r\n", id);
+		}
+		send_all(c, deletes, dlen);
+		for (i = 0; i < k; i++)
+			expect_line(c, "DELETED");
+		done += k;
+	}
+	free(reserves);
+	free(deletes);
 }
 
 /* ------------------------------------------------------------------ */
@@ -440,7 +489,7 @@ main(int argc, char **argv)
 		tube = argv[5];
 
 	if (strcmp(mode, "put") != 0 && strcmp(mode, "pput") != 0 &&
-		strcmp(mode, "reserve") != 0)
+		strcmp(mode, "reserve") != 0 && strcmp(mode, "preserve") != 0)
 	{
 		fprintf(stderr, "bs_raw: unknown MODE \"%s\"\n", mode);
 		usage();
@@ -471,7 +520,7 @@ main(int argc, char **argv)
 	conn_open(&conn, host, port);
 
 	/* Untimed setup: select the tube to put into / reserve from. */
-	if (strcmp(mode, "reserve") == 0)
+	if (strcmp(mode, "reserve") == 0 || strcmp(mode, "preserve") == 0)
 	{
 		snprintf(cmd, sizeof(cmd), "watch %s", tube);
 		if (strcmp(tube, "default") == 0)
@@ -496,8 +545,10 @@ main(int argc, char **argv)
 		run_put(&conn, n);
 	else if (strcmp(mode, "pput") == 0)
 		run_pput(&conn, n);
-	else
+	else if (strcmp(mode, "reserve") == 0)
 		run_reserve(&conn, n);
+	else
+		run_preserve(&conn, n);
 
 	if (clock_gettime(CLOCK_MONOTONIC, &t1) != 0)
 		die("clock_gettime: %s", strerror(errno));

@@ -270,7 +270,7 @@ bs_close(BeanstalkConn *conn)
 	if (conn->wbuf.data != NULL)
 		resetStringInfo(&conn->wbuf);
 	conn->pending = 0;
-	conn->touch_len = 0;
+	conn->touch_armed = false;
 	conn->touch_rem = 0;
 	strcpy(conn->used_tube, "default");
 	conn->max_job_size = -1;
@@ -893,9 +893,14 @@ void
 bs_flush(BeanstalkConn *conn)
 {
 	if (!bs_send_all(conn))
-		bs_lost(conn, "pipelined puts");
+		bs_lost(conn, "pipelined requests");
 }
 
+/*
+ * The first line of the next pipelined reply.  Until bs_reply_done says the
+ * whole reply was consumed, the connection stays in flight: an error while
+ * reading the rest of it (a job's body, a stats document) drops it.
+ */
 static char *
 bs_read_pending(BeanstalkConn *conn, const char *what)
 {
@@ -904,9 +909,16 @@ bs_read_pending(BeanstalkConn *conn, const char *what)
 	if (conn->pending <= 0)
 		elog(ERROR, "jobq: no beanstalkd reply pending");
 	line = bs_read_line(conn, io_deadline(0), what);
-	if (--conn->pending == 0 && conn->rstart == conn->rend)
-		conn->in_flight = false;
+	conn->pending--;
 	return line;
+}
+
+/* A pipelined reply was read whole: idle again once none is pending. */
+static void
+bs_reply_done(BeanstalkConn *conn)
+{
+	if (conn->pending == 0 && conn->rstart == conn->rend)
+		conn->in_flight = false;
 }
 
 void
@@ -916,12 +928,16 @@ bs_read_use_reply(BeanstalkConn *conn)
 
 	if (strncmp(line, MSG_USING " ", 6) != 0)
 		bs_unexpected(conn, CMD_USE, line);
+	bs_reply_done(conn);
 }
 
 BsStatus
 bs_read_put_reply(BeanstalkConn *conn, uint64 *id)
 {
-	return parse_put_reply(conn, bs_read_pending(conn, CMD_PUT), id);
+	BsStatus	st = parse_put_reply(conn, bs_read_pending(conn, CMD_PUT), id);
+
+	bs_reply_done(conn);
+	return st;
 }
 
 /*
@@ -932,13 +948,11 @@ bs_read_put_reply(BeanstalkConn *conn, uint64 *id)
 void
 bs_drain_pending(BeanstalkConn *conn)
 {
-	Assert(conn->touch_len == 0);
+	Assert(!conn->touch_armed);
 	if (conn->touch_rem > 0 && conn->fd != PGINVALID_SOCKET)
 	{
-		size_t		len = strlen(conn->touch_cmd);
-
 		resetStringInfo(&conn->wbuf);
-		appendBinaryStringInfo(&conn->wbuf, conn->touch_cmd + len - conn->touch_rem,
+		appendBinaryStringInfo(&conn->wbuf, conn->touch_cmd + conn->touch_size - conn->touch_rem,
 							   conn->touch_rem);
 		conn->touch_rem = 0;
 		if (!bs_send_all(conn))
@@ -950,6 +964,7 @@ bs_drain_pending(BeanstalkConn *conn)
 
 		if (strcmp(line, MSG_TOUCHED) != 0 && strcmp(line, MSG_NOT_FOUND) != 0)
 			bs_unexpected(conn, CMD_TOUCH, line);
+		bs_reply_done(conn);
 	}
 }
 
@@ -1023,19 +1038,49 @@ bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job)
 	return BS_OK;
 }
 
-/* A command "<cmd> <id>[ args]" whose answers are 'ok' or NOT_FOUND. */
-static BsStatus
-id_command(BeanstalkConn *conn, const char *cmd, const char *ok, const char *fmt_args,
-		   uint64 id, uint64 a, uint64 b)
+/*
+ * Pipelined reserves: "reserve-with-timeout 0" answers at once, with a job
+ * or TIMED_OUT (DEADLINE_SOON if a job this connection holds is about to
+ * run out of time and none is ready).
+ */
+void
+bs_queue_reserve(BeanstalkConn *conn, int timeout_s)
 {
-	char	   *line;
+	appendStringInfo(&conn->wbuf, CMD_RESERVE " %d\r\n", timeout_s);
+	conn->pending++;
+}
 
-	bs_begin(conn);
+BsStatus
+bs_read_reserve_reply(BeanstalkConn *conn, BsJob *job)
+{
+	char	   *line = bs_read_pending(conn, CMD_RESERVE);
+	BsStatus	st = BS_OK;
+
+	if (strcmp(line, MSG_TIMED_OUT) == 0)
+		st = BS_TIMED_OUT;
+	else if (strcmp(line, MSG_DEADLINE_SOON) == 0)
+		st = BS_DEADLINE_SOON;
+	else if (!read_job_reply(conn, line, MSG_RESERVED, io_deadline(0), CMD_RESERVE, job))
+		bs_unexpected(conn, CMD_RESERVE, line);
+	bs_reply_done(conn);
+	return st;
+}
+
+/* "<cmd> <id>[ <a> <b>]" into wbuf */
+static void
+append_id_command(BeanstalkConn *conn, const char *cmd, const char *fmt_args,
+				  uint64 id, uint64 a, uint64 b)
+{
 	appendStringInfo(&conn->wbuf, "%s " UINT64_FORMAT, cmd, id);
 	if (fmt_args != NULL)
 		appendStringInfo(&conn->wbuf, fmt_args, a, b);
 	appendBinaryStringInfo(&conn->wbuf, "\r\n", 2);
-	line = bs_request(conn, cmd, 0);
+}
+
+/* The reply to delete, release, bury, kick-job, touch: 'ok' or NOT_FOUND. */
+static BsStatus
+parse_id_reply(BeanstalkConn *conn, const char *cmd, const char *ok, const char *line)
+{
 	if (strcmp(line, ok) == 0)
 		return BS_OK;
 	if (strcmp(line, MSG_NOT_FOUND) == 0)
@@ -1044,6 +1089,18 @@ id_command(BeanstalkConn *conn, const char *cmd, const char *ok, const char *fmt
 		return BS_BURIED;
 	bs_unexpected(conn, cmd, line);
 }
+
+/* A command "<cmd> <id>[ args]" whose answers are 'ok' or NOT_FOUND. */
+static BsStatus
+id_command(BeanstalkConn *conn, const char *cmd, const char *ok, const char *fmt_args,
+		   uint64 id, uint64 a, uint64 b)
+{
+	bs_begin(conn);
+	append_id_command(conn, cmd, fmt_args, id, a, b);
+	return parse_id_reply(conn, cmd, ok, bs_request(conn, cmd, 0));
+}
+
+#define RELEASE_ARGS	" " UINT64_FORMAT " " UINT64_FORMAT
 
 bool
 bs_delete(BeanstalkConn *conn, uint64 id)
@@ -1054,8 +1111,45 @@ bs_delete(BeanstalkConn *conn, uint64 id)
 BsStatus
 bs_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay)
 {
-	return id_command(conn, CMD_RELEASE, MSG_RELEASED,
-					  " " UINT64_FORMAT " " UINT64_FORMAT, id, pri, delay);
+	return id_command(conn, CMD_RELEASE, MSG_RELEASED, RELEASE_ARGS, id, pri, delay);
+}
+
+/*
+ * Pipelined delete, release and bury (a batch's outcomes in one write):
+ * queue them, bs_flush, then read each reply in order with
+ * bs_read_settle_reply, naming the command that was queued.
+ */
+void
+bs_queue_delete(BeanstalkConn *conn, uint64 id)
+{
+	append_id_command(conn, CMD_DELETE, NULL, id, 0, 0);
+	conn->pending++;
+}
+
+void
+bs_queue_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay)
+{
+	append_id_command(conn, CMD_RELEASE, RELEASE_ARGS, id, pri, delay);
+	conn->pending++;
+}
+
+void
+bs_queue_bury(BeanstalkConn *conn, uint64 id, uint64 pri)
+{
+	appendStringInfo(&conn->wbuf, CMD_BURY " " UINT64_FORMAT " " UINT64_FORMAT "\r\n", id, pri);
+	conn->pending++;
+}
+
+BsStatus
+bs_read_settle_reply(BeanstalkConn *conn, BsSettle what)
+{
+	static const char *const cmds[] = {CMD_DELETE, CMD_RELEASE, CMD_BURY};
+	static const char *const oks[] = {MSG_DELETED, MSG_RELEASED, MSG_BURIED};
+	BsStatus	st;
+
+	st = parse_id_reply(conn, cmds[what], oks[what], bs_read_pending(conn, cmds[what]));
+	bs_reply_done(conn);
+	return st;
 }
 
 bool
@@ -1128,25 +1222,33 @@ bs_peek_state(BeanstalkConn *conn, BsPeekState state, BsJob *job)
  * cmd is a full command line without CRLF ("stats", "stats-tube x",
  * "stats-job 5", "list-tubes").  Returns the YAML, or NULL on NOT_FOUND.
  */
+/* The YAML after "OK <bytes>", or NULL on NOT_FOUND; the connection stays in flight. */
 static char *
-yaml_request(BeanstalkConn *conn, const char *cmd, size_t *len)
+read_yaml_reply(BeanstalkConn *conn, const char *line, TimestampTz deadline, size_t *len)
 {
-	char	   *line;
 	uint64		bytes;
 	char	   *data;
-	TimestampTz deadline = io_deadline(0);
 
-	bs_begin(conn);
-	appendStringInfo(&conn->wbuf, "%s\r\n", cmd);
-	line = bs_request(conn, CMD_STATS, deadline);
 	if (strcmp(line, MSG_NOT_FOUND) == 0)
 		return NULL;
 	if (!reply_u64(line, MSG_OK, &bytes) || bytes > (uint64) MaxAllocSize - 3)
 		bs_unexpected(conn, CMD_STATS, line);
 	conn->in_flight = true;
 	data = bs_read_data(conn, bytes, deadline, CMD_STATS);
-	conn->in_flight = false;
 	*len = bytes;
+	return data;
+}
+
+static char *
+yaml_request(BeanstalkConn *conn, const char *cmd, size_t *len)
+{
+	char	   *data;
+	TimestampTz deadline = io_deadline(0);
+
+	bs_begin(conn);
+	appendStringInfo(&conn->wbuf, "%s\r\n", cmd);
+	data = read_yaml_reply(conn, bs_request(conn, CMD_STATS, deadline), deadline, len);
+	conn->in_flight = false;
 	return data;
 }
 
@@ -1167,6 +1269,24 @@ char *
 bs_stats_job(BeanstalkConn *conn, uint64 id, size_t *len)
 {
 	return yaml_request(conn, psprintf(CMD_STATS_JOB " " UINT64_FORMAT, id), len);
+}
+
+/* pipelined stats-job: the YAML, or NULL if the job is gone */
+void
+bs_queue_stats_job(BeanstalkConn *conn, uint64 id)
+{
+	appendStringInfo(&conn->wbuf, CMD_STATS_JOB " " UINT64_FORMAT "\r\n", id);
+	conn->pending++;
+}
+
+char *
+bs_read_stats_job_reply(BeanstalkConn *conn, size_t *len)
+{
+	char	   *data;
+
+	data = read_yaml_reply(conn, bs_read_pending(conn, CMD_STATS_JOB), io_deadline(0), len);
+	bs_reply_done(conn);
+	return data;
 }
 
 char *
@@ -1191,53 +1311,63 @@ bs_pause_tube(BeanstalkConn *conn, const char *tube, uint64 delay)
 }
 
 /*
- * Touching a reserved job while its handler runs: bs_touch_arm prepares the
- * command, and a timer's signal handler calls bs_send_raw_touch, which only
- * uses send(2).  The reply is consumed by the main code through
- * conn->pending once the timer is off (bs_drain_pending).  A send that
- * writes part of the command (a full socket buffer) leaves the rest in
- * touch_rem: later ticks finish that command before starting another, and
- * bs_drain_pending sends what is still left before it reads a reply, so
- * the server never sees a torn command followed by another one.
+ * Touching reserved jobs while handlers run: bs_touch_arm prepares one
+ * "touch <id>" per job of a batch, and a timer's signal handler calls
+ * bs_send_raw_touch, which only uses send(2).  The replies are consumed by
+ * the main code through conn->pending once the timer is off
+ * (bs_drain_pending).  A send that writes part of the commands (a full
+ * socket buffer) leaves the rest in touch_rem: later ticks finish those
+ * before starting again, and bs_drain_pending sends what is still left
+ * before it reads a reply, so the server never sees a torn command followed
+ * by another one.
  */
 void
-bs_touch_arm(BeanstalkConn *conn, uint64 id)
+bs_touch_arm(BeanstalkConn *conn, const uint64 *ids, int n)
 {
-	Assert(conn->touch_rem == 0);
-	snprintf(conn->touch_cmd, sizeof(conn->touch_cmd), CMD_TOUCH " " UINT64_FORMAT "\r\n", id);
-	conn->touch_len = strlen(conn->touch_cmd);
+	StringInfoData cmds;
+
+	Assert(conn->touch_rem == 0 && !conn->touch_armed);
+	initStringInfo(&cmds);
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&cmds, CMD_TOUCH " " UINT64_FORMAT "\r\n", ids[i]);
+	if (conn->touch_cmd != NULL)
+		pfree(conn->touch_cmd);
+	conn->touch_cmd = MemoryContextStrdup(conn->mcxt, cmds.data);
+	conn->touch_size = cmds.len;
+	conn->touch_n = n;
+	pfree(cmds.data);
+	conn->touch_armed = n > 0;
 }
 
-/* no more touches; one partly sent is completed by bs_drain_pending */
+/* no more touches; commands partly sent are completed by bs_drain_pending */
 void
 bs_touch_disarm(BeanstalkConn *conn)
 {
-	conn->touch_len = 0;
+	conn->touch_armed = false;
 }
 
 void
 bs_send_raw_touch(BeanstalkConn *conn)
 {
 	int			save_errno = errno;
-	size_t		len = strlen(conn->touch_cmd);
 	ssize_t		n;
 
-	if (conn->fd == PGINVALID_SOCKET || conn->touch_len == 0)
+	if (conn->fd == PGINVALID_SOCKET || !conn->touch_armed)
 		return;
 	if (conn->touch_rem > 0)
 	{
-		n = send(conn->fd, conn->touch_cmd + len - conn->touch_rem, conn->touch_rem,
+		n = send(conn->fd, conn->touch_cmd + conn->touch_size - conn->touch_rem, conn->touch_rem,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0)
 			conn->touch_rem -= n;
 	}
 	else
 	{
-		n = send(conn->fd, conn->touch_cmd, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = send(conn->fd, conn->touch_cmd, conn->touch_size, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0)
 		{
-			conn->pending++;
-			conn->touch_rem = len - n;
+			conn->pending += conn->touch_n;
+			conn->touch_rem = conn->touch_size - n;
 		}
 	}
 	errno = save_errno;

@@ -38,10 +38,12 @@ typedef struct BeanstalkConn
 	size_t		rcap;
 	StringInfoData wbuf;		/* requests not yet sent (pipelining) */
 	volatile int pending;		/* replies expected for requests in wbuf/sent */
-	/* the touch that a timer sends from a signal handler (bs_touch_arm) */
-	char		touch_cmd[48];
-	size_t		touch_len;		/* 0: not armed */
-	volatile size_t touch_rem;	/* bytes of a partly sent touch still to send */
+	/* the touches that a timer sends from a signal handler (bs_touch_arm) */
+	char	   *touch_cmd;		/* "touch <id>\r\n" for each job */
+	size_t		touch_size;		/* bytes of touch_cmd */
+	int			touch_n;		/* commands in it */
+	volatile bool touch_armed;
+	volatile size_t touch_rem;	/* bytes of partly sent touches still to send */
 	char		used_tube[BS_MAX_NAME + 1];
 	int64		max_job_size;	/* from "stats", -1 until read */
 } BeanstalkConn;
@@ -57,6 +59,14 @@ typedef enum BsStatus
 	BS_JOB_TOO_BIG,
 	BS_DRAINING
 } BsStatus;
+
+/* what a worker tells beanstalkd about a job it ran (bs_read_settle_reply) */
+typedef enum BsSettle
+{
+	BS_SETTLE_DELETE,
+	BS_SETTLE_RELEASE,
+	BS_SETTLE_BURY
+} BsSettle;
 
 /* which kind of job peek-ready/-delayed/-buried looks for */
 typedef enum BsPeekState
@@ -89,7 +99,7 @@ extern uint64 bs_put(BeanstalkConn *conn, uint64 pri, uint64 delay, uint64 ttr,
 
 extern bool bs_tube_name_ok(const char *tube);
 
-/* pipelined puts: begin, queue several, flush once, read each reply in order */
+/* pipelining: begin, queue several requests, flush once, read each reply in order */
 extern void bs_pipeline_begin(BeanstalkConn *conn);
 extern bool bs_pipeline_pending(BeanstalkConn *conn);
 extern void bs_queue_use(BeanstalkConn *conn, const char *tube);
@@ -106,7 +116,16 @@ extern BsStatus bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job);
 extern bool bs_delete(BeanstalkConn *conn, uint64 id);
 extern BsStatus bs_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay);
 extern bool bs_bury(BeanstalkConn *conn, uint64 id, uint64 pri);
-extern void bs_touch_arm(BeanstalkConn *conn, uint64 id);
+/* a worker's batch: pipelined reserves, stats-job, delete/release/bury */
+extern void bs_queue_reserve(BeanstalkConn *conn, int timeout_s);
+extern BsStatus bs_read_reserve_reply(BeanstalkConn *conn, BsJob *job);
+extern void bs_queue_stats_job(BeanstalkConn *conn, uint64 id);
+extern char *bs_read_stats_job_reply(BeanstalkConn *conn, size_t *len);
+extern void bs_queue_delete(BeanstalkConn *conn, uint64 id);
+extern void bs_queue_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay);
+extern void bs_queue_bury(BeanstalkConn *conn, uint64 id, uint64 pri);
+extern BsStatus bs_read_settle_reply(BeanstalkConn *conn, BsSettle what);
+extern void bs_touch_arm(BeanstalkConn *conn, const uint64 *ids, int n);
 extern void bs_touch_disarm(BeanstalkConn *conn);
 extern void bs_send_raw_touch(BeanstalkConn *conn);
 extern void bs_drain_pending(BeanstalkConn *conn);

@@ -182,6 +182,7 @@ restart_after_crash = on
 sub new_node
 {
 	my ($name, $bsport, @extra) = @_;
+	my ($workers) = map { /^jobq\.workers = (\d+)$/ ? $1 : () } @extra;
 	my $node = init_node($name);
 	jobq_conf($node, $bsport, @extra);
 	$node->start;
@@ -189,7 +190,7 @@ sub new_node
 	# the OS user, hence the superuser, may be called jobq: keep "$user"
 	# (= the extension's schema jobq) out of the way of the tests' objects
 	$node->safe_psql('postgres', 'ALTER DATABASE postgres SET search_path = public');
-	wait_workers($node, 60) or BAIL_OUT("jobq workers did not start");
+	wait_workers($node, 60, $workers) or BAIL_OUT("jobq workers did not start");
 	return $node;
 }
 
@@ -248,12 +249,13 @@ sub wait_for
 	return 0;
 }
 
-# the relay and every job worker are up (not starting)
+# the relay and every job worker ($workers, 2 by default) are up (not starting)
 sub wait_workers
 {
-	my ($node, $secs) = @_;
+	my ($node, $secs, $workers) = @_;
+	my $n = ($workers || 2) + 1;
 	return wait_for($node,
-		"SELECT count(*) = 3 AND bool_and(pid IS NOT NULL AND state <> 'starting') "
+		"SELECT count(*) = $n AND bool_and(pid IS NOT NULL AND state <> 'starting') "
 		  . "FROM jobq.workers", $secs || 60);
 }
 

@@ -1,82 +1,53 @@
 /*
  * worker.c
- *		A job worker: reserve a job from beanstalkd, run its handler in a
- *		transaction, then delete, release or bury it.
+ *		A job worker: reserve a batch of jobs from beanstalkd, run them in a
+ *		transaction (each in a subtransaction of its own, job_run.c), commit,
+ *		then delete, release or bury all of them in one write.
  *
- * Order of events for one job:
+ * Order of events for one batch:
  *	1. reserve (with a 1 s timeout, so registry changes and SIGHUP are seen)
- *	2. read the job's tube, ttr and reserve count (stats-job); check the
- *	   body's signature (jobq.signing_key) and decode it; a body that is not
- *	   a jobq job, is not signed as required, or names another tube than the
- *	   one it was reserved from is buried and recorded
- *	3. in one transaction: look up the handler and check that its
- *	   registration still holds (run_as, the function's owner, EXECUTE);
- *	   then in a subtransaction record the job id in jobq.done (a second
- *	   delivery of a completed job finds it there and is dropped) and call
- *	   the handler as its role
- *	4. commit, then delete the job; on failure, release it with back-off, or
- *	   bury it and record it in jobq.failed once max_attempts are used up
- * A crash between 4's commit and delete redelivers the job, and step 3
- * drops it: effects inside PostgreSQL happen once.
+ *	2. in one pipelined write: stats-job of that job (its tube, ttr, reserve
+ *	   count) and up to jobq.batch_size - 1 "reserve-with-timeout 0", which
+ *	   answer at once: an idle queue gives a batch of one, without waiting
+ *	3. in one more pipelined write: stats-job of the other jobs
+ *	4. one transaction runs the batch's jobs in order (job_run.c), with every
+ *	   job of the batch touched each half of the shortest ttr among them, so
+ *	   none is given to another worker while the ones before it run
+ *	5. commit, then one pipelined write: delete each job that ran, release
+ *	   with back-off one that failed, bury one that failed for the last time
+ * A crash between 5's commit and deletes redelivers the jobs, and job_run
+ * drops each as done already (jobq.done): effects inside PostgreSQL happen
+ * once.
  *
- * Nothing a handler does outlives its job.  It runs as run_as with
- * SECURITY_LOCAL_USERID_CHANGE, as in a SECURITY DEFINER function, so it
- * cannot SET ROLE or SET SESSION AUTHORIZATION.  Its settings, session-level
- * ones included, live in a GUC nest level that is undone when the job ends;
- * then whatever else it left in the session goes, as DISCARD ALL would drop
- * it: temporary objects, prepared statements, cursors, LISTENs,
- * session-level advisory locks and sequence state (lastval).  So the next
- * job, of whatever role, and jobq's own SQL start from the same session.
- * (A SECURITY_RESTRICTED_OPERATION, as for index expressions, would forbid
- * most of that up front, but PostgreSQL fires no deferred trigger inside
- * one, and handlers rely on deferred constraints.)
+ * A job reserved before (beanstalkd's reserve count above one) runs in a
+ * transaction of its own: it failed, or a worker ended while it ran, maybe
+ * because of it (a handler that catches its cancel past the hard limit, a
+ * crash); the jobs that shared its batch must not pay again.  The batch
+ * adapts: it grows while batches come back full, and holds no more jobs than
+ * the average run time fits twice into the shortest ttr seen.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/pg_type.h"
-#include "catalog/namespace.h"
-#include "commands/async.h"
-#include "commands/prepare.h"
-#include "commands/sequence.h"
-#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
-#include "storage/lock.h"
 #include "tcop/tcopprot.h"
-#include "utils/acl.h"
-#include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/portal.h"
-#include "utils/snapmgr.h"
-#include "utils/timeout.h"
 #include "utils/timestamp.h"
-#include "utils/uuid.h"
 
 #include "beanstalk.h"
-#include "failed.h"
-#include "job.h"
 #include "jobq.h"
 #include "shmem.h"
-#include "schema.h"
-#include "signing.h"
 #include "worker.h"
 
 #define RESERVE_TIMEOUT_S	1
 #define REFRESH_TUBES_MS	1000
-#define MIN_TOUCH_MS		500
-#define HARD_LIMIT_GRACE_MS	5000	/* past its time limit, a handler that
-										 * swallowed the cancel ends the worker */
-/* what a handler's search_path starts as; functions pin their own with SET */
-#define HANDLER_SEARCH_PATH	"pg_catalog, public, pg_temp"
+#define AVG_WEIGHT			0.2 /* of the last batch in the running average */
 
-bool		jobq_touch_jobs = true;
-int			jobq_max_handler_time = 3600 * 1000;
+int			jobq_batch_size = JOBQ_DEFAULT_BATCH_SIZE;
 
 static int	my_slot;
 static BeanstalkConn *conn;
@@ -85,74 +56,11 @@ static bool watch_set_valid = false;
 static TimestampTz tubes_refreshed = 0;
 static char servers_now[BS_MAX_SERVER];
 static ProcessBackoff backoff;	/* static: survives the main loop's longjmp */
-static SPIPlanPtr done_plan = NULL;
 
-/* the touch timer sends the connection's touch command (bs_touch_arm) */
-static TimeoutId touch_timeout = MAX_TIMEOUTS;
-static bool touch_armed = false;
-static TimestampTz touch_until = 0;	/* no touch past the handler's time limit */
-static TimeoutId hard_limit_timeout = MAX_TIMEOUTS;
-
-/* what stats-job says of a reserved job */
-typedef struct JobFacts
-{
-	char		tube[BS_MAX_NAME + 1];	/* the tube it was reserved from */
-	TimestampTz put_at;			/* at the latest (beanstalkd counts whole seconds) */
-	uint64		priority;		/* the job's own: released and recorded with it */
-	uint64		ttr_ms;
-	int			attempt;		/* beanstalkd's reserve count, this one included */
-} JobFacts;
-
-/* the outcome of running one job */
-typedef struct Outcome
-{
-	bool		ok;
-	bool		bury_now;		/* not worth retrying: no handler */
-	char		sqlstate[6];
-	char	   *message;
-	int			max_attempts;
-	int64		backoff_ms;
-} Outcome;
-
-void
-worker_init_gucs(void)
-{
-	DefineCustomBoolVariable("jobq.touch_jobs",
-							 "Keep the reservation of a job whose handler runs long by touching it.",
-							 NULL,
-							 &jobq_touch_jobs,
-							 true,
-							 PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
-	DefineCustomIntVariable("jobq.max_handler_time",
-							"Longest a handler registered without a timeout may run.",
-							"A job's ttr (the producer's choice) can only shorten it.",
-							&jobq_max_handler_time,
-							3600 * 1000, 1, INT_MAX,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-}
-
-static void
-touch_handler(void)
-{
-	if (GetCurrentTimestamp() < touch_until)
-		bs_send_raw_touch(conn);
-}
-
-/*
- * A handler still running well past its time limit caught the statement
- * timeout's cancel (EXCEPTION WHEN query_canceled) and carried on: end the
- * process as SIGTERM would.  Its job goes back to beanstalkd, and comes
- * back buried once its reservations exceed max_attempts (see run_handler).
- */
-static void
-hard_limit_handler(void)
-{
-	ProcDiePending = true;
-	InterruptPending = true;
-	SetLatch(MyLatch);
-}
+/* batch sizing */
+static int	batch_next = 1;		/* what the next batch asks for, at most */
+static double job_avg_us = 0;	/* running average of a job's time, commit included */
+static uint64 min_ttr_ms = 1000;	/* the shortest ttr of the last batch */
 
 /* The tubes that have handlers, read in a short transaction. */
 static List *
@@ -238,36 +146,10 @@ refresh_watch_list(void)
 	return true;
 }
 
-static void
-record_failure(const JobBody *body, const BsJob *job, const Outcome *out,
-			   const JobFacts *facts, bool keep_raw)
-{
-	FailedJob	f = {0};
-
-	f.job_id = body && body->has_id ? &body->id : NULL;
-	f.bs_id = job->id;
-	f.tube = body ? body->tube : NULL;
-	f.func_name = body ? body->func_name : NULL;
-	f.kwargs = body ? body->kwargs : NULL;
-	f.raw_body = keep_raw ? job->body : NULL;
-	f.raw_len = job->len;
-	f.sqlstate = out->sqlstate;
-	f.message = out->message;
-	f.attempts = facts->attempt;
-	/* what jobq_retry_failed puts the job back with */
-	f.priority = (int64) facts->priority;
-	f.ttr = (int64) (facts->ttr_ms / 1000);
-	f.source = "worker";
-	failed_record(&f);
-}
-
-
-/* false if the job is gone (deleted meanwhile): then there is nothing to do */
+/* What stats-job says of a job; false if the job is gone (deleted meanwhile). */
 static bool
-job_facts(uint64 id, JobFacts *facts)
+facts_from_stats(char *yaml, JobFacts *facts)
 {
-	size_t		len;
-	char	   *yaml = bs_stats_job(conn, id, &len);
 	char	   *tube;
 	char	   *ttr;
 	char	   *res;
@@ -292,314 +174,62 @@ job_facts(uint64 id, JobFacts *facts)
 }
 
 static void
-set_outcome_error(Outcome *out, ErrorData *edata)
+read_facts(BatchJob *bj)
 {
-	strlcpy(out->sqlstate, unpack_sql_state(edata->sqlerrcode), sizeof(out->sqlstate));
-	out->message = pstrdup(edata->message ? edata->message : "unknown error");
-}
+	size_t		len;
 
-/* a job that must not run at all: buried and recorded at once */
-static void
-set_outcome_rejected(Outcome *out, const char *sqlstate, char *message)
-{
-	out->ok = false;
-	out->bury_now = true;
-	strlcpy(out->sqlstate, sqlstate, sizeof(out->sqlstate));
-	out->message = message;
+	bj->gone = !facts_from_stats(bs_read_stats_job_reply(conn, &len), &bj->facts);
 }
 
 /*
- * Whether the registration still holds as jobq_register checked it: the
- * registering role and the function's owner are members of run_as, which
- * may execute the function.  A revoked membership or EXECUTE, or a changed
- * owner, stops the job for good.
+ * How many jobs the next batch may hold: jobq.batch_size at most (1 when
+ * jobq.touch_jobs is off: only touches keep waiting jobs reserved), no more
+ * than the average job fits twice into the shortest ttr seen, and twice
+ * what the last batch got unless it came back full: after an idle spell the
+ * first batch asks for 2, the next for all.
  */
-static bool
-handler_rights_hold(const Handler *h, Outcome *out)
+static int
+batch_want(void)
 {
-	const char *why = NULL;
-	Oid			fn_owner = OidIsValid(h->fn) ? schema_func_owner(h->fn) : InvalidOid;
+	double		cap = jobq_touch_jobs ? jobq_batch_size : 1;
 
-	if (OidIsValid(h->fn) && !OidIsValid(fn_owner))
-	{
-		set_outcome_rejected(out, "42883",
-							 psprintf("handler function with OID %u does not exist: it was dropped after registration",
-									  h->fn));
-		return false;
-	}
-	if (!OidIsValid(h->fn))
-	{
-		if (!superuser_arg(h->registered_by))
-			why = "the role that registered this C handler is no longer a superuser";
-	}
-	else if (!is_member_of_role(h->registered_by, h->run_as))
-		why = "the role that registered the handler is no longer a member of its run_as role";
-	else if (!is_member_of_role(fn_owner, h->run_as))
-		why = "the owner of the handler's function is not a member of its run_as role";
-	else if (pg_proc_aclcheck(h->fn, h->run_as, ACL_EXECUTE) != ACLCHECK_OK)
-		why = "the handler's run_as role may not execute its function";
-	if (why == NULL)
-		return true;
-	set_outcome_rejected(out, "42501", psprintf("permission denied to run the handler: %s", why));
-	return false;
+	if (job_avg_us > 0)
+		cap = Min(cap, (double) min_ttr_ms * 1000.0 / 2.0 / job_avg_us);
+	return Max(Min(batch_next, (int) cap), 1);
 }
 
-/*
- * Whether the job may run now: its registration still holds; it was put
- * after (tube, func_name) was registered to run as run_as (nobody checked a
- * job put before against that registration: for all we know, a producer
- * planted it in advance); and it has not come back without an outcome more
- * often than max_attempts allows (a handler that ends the worker each time,
- * e.g. through exit_on_error or a crash, must not keep every worker busy).
- */
-static bool
-job_admissible(const Handler *h, const JobFacts *facts, Outcome *out)
+/* Steps 1 to 3: reserve up to 'want' jobs; returns how many (0: none). */
+static int
+reserve_batch(BatchJob *jobs, int want)
 {
-	if (!handler_rights_hold(h, out))
-		return false;
-	if (facts->put_at < h->registered_at)
+	int			n = 1;
+
+	memset(jobs, 0, sizeof(BatchJob));
+	if (bs_reserve(conn, RESERVE_TIMEOUT_S, &jobs[0].job) != BS_OK)
+		return 0;
+
+	bs_pipeline_begin(conn);
+	bs_queue_stats_job(conn, jobs[0].job.id);
+	for (int i = 1; i < want; i++)
+		bs_queue_reserve(conn, 0);
+	bs_flush(conn);
+	read_facts(&jobs[0]);
+	for (int i = 1; i < want; i++)
 	{
-		set_outcome_rejected(out, "42501",
-							 psprintf("job was put before its handler was registered to run as role \"%s\" (at %s)",
-									  GetUserNameFromId(h->run_as, true) ? GetUserNameFromId(h->run_as, true) : "?",
-									  timestamptz_to_str(h->registered_at)));
-		return false;
+		memset(&jobs[n], 0, sizeof(BatchJob));
+		if (bs_read_reserve_reply(conn, &jobs[n].job) == BS_OK)
+			n++;
 	}
-	if (facts->attempt > h->max_attempts + 1)
-	{
-		set_outcome_rejected(out, "XX000",
-							 psprintf("job was reserved %d times without an outcome (max_attempts is %d): its handler ends the worker",
-									  facts->attempt, h->max_attempts));
-		return false;
-	}
-	return true;
-}
+	if (n == 1)
+		return n;
 
-/*
- * How long the handler may run: its registration's timeout, else just under
- * the job's ttr, but never more than jobq.max_handler_time (the ttr is the
- * producer's choice, and may only shorten it).
- */
-static int64
-handler_time_limit_ms(const Handler *h, uint64 ttr_ms)
-{
-	int64		limit;
-
-	if (h->timeout_ms > 0)
-		return h->timeout_ms;
-	limit = ttr_ms > 1000 ? (int64) ttr_ms - 1000 : (int64) Max(ttr_ms / 2, 1);
-	return Min(limit, (int64) jobq_max_handler_time);
-}
-
-/* Record the job in jobq.done; false if it was there already (a duplicate). */
-static bool
-record_done(const JobBody *body)
-{
-	Datum		id = UUIDPGetDatum((pg_uuid_t *) &body->id);
-	int			rc;
-
-	if (done_plan == NULL)
-	{
-		Oid			type = UUIDOID;
-
-		done_plan = schema_keep_plan("INSERT INTO jobq.done (id) VALUES ($1) "
-									 "ON CONFLICT DO NOTHING", 1, &type);
-	}
-	rc = SPI_execute_plan(done_plan, &id, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "jobq: recording job completion failed");
-	return SPI_processed == 1;
-}
-
-static void
-timers_start(uint64 job_id, int64 limit_ms, uint64 ttr_ms)
-{
-	int			limit = (int) Min(limit_ms, (int64) INT_MAX - HARD_LIMIT_GRACE_MS);
-
-	touch_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), limit);
-	if (jobq_touch_jobs && limit_ms > (int64) ttr_ms / 2)
-	{
-		int			every = (int) Min(Max(ttr_ms / 2, MIN_TOUCH_MS), (uint64) INT_MAX);
-
-		bs_touch_arm(conn, job_id);
-		touch_armed = true;
-		enable_timeout_every(touch_timeout,
-							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), every),
-							 every);
-	}
-	enable_timeout_after(STATEMENT_TIMEOUT, limit);
-	enable_timeout_after(hard_limit_timeout, limit + HARD_LIMIT_GRACE_MS);
-}
-
-static void
-timers_stop(void)
-{
-	disable_timeout(STATEMENT_TIMEOUT, false);
-	disable_timeout(hard_limit_timeout, false);
-	if (touch_armed)
-	{
-		disable_timeout(touch_timeout, false);
-		bs_touch_disarm(conn);
-		touch_armed = false;
-	}
-}
-
-/*
- * Call the handler as run_as, in a GUC nest level of its own
- * that is undone afterwards, whatever the handler set.  Runs inside the
- * job's subtransaction; an error leaves through it, and the subtransaction
- * abort restores the user and the settings.
- */
-static void
-call_restricted(const Handler *h, const BsJob *job, const JobBody *body, uint64 ttr_ms)
-{
-	ConstraintsSetStmt all_immediate = {.type = T_ConstraintsSetStmt,.constraints = NIL,.deferred = false};
-	Oid			save_user;
-	int			save_sec;
-	int			nest = NewGUCNestLevel();
-
-	(void) set_config_option("search_path", HANDLER_SEARCH_PATH,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(h->run_as, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	timers_start(job->id, handler_time_limit_ms(h, ttr_ms), ttr_ms);
-	dispatch_call(h, body->kwargs);
-	/* deferred constraints fail here, as the handler's error */
-	AfterTriggerSetState(&all_immediate);
-	timers_stop();
-	SetUserIdAndSecContext(save_user, save_sec);
-	AtEOXact_GUC(false, nest);
-}
-
-/*
- * What a job may have left in the session that the GUC nest level does not
- * cover; each step costs nothing when there is nothing to undo.
- */
-static void
-session_reset(void)
-{
-	LockReleaseSession(USER_LOCKMETHOD);	/* session advisory locks */
-	ResetSequenceCaches();		/* lastval() */
-	ResetTempTableNamespace();
-	DropAllPreparedStatements();
-	PortalHashTableDeleteAll(); /* cursors, WITH HOLD ones included */
-	Async_UnlistenAll();
-}
-
-/*
- * Step 3 of the header comment, inside the caller's transaction and SPI
- * connection.  Never throws for a handler's error: that is the outcome.
- */
-static void
-run_handler(const JobBody *body, const BsJob *job, const JobFacts *facts, Outcome *out)
-{
-	Handler		h;
-	MemoryContext ctx = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-
-	if (!dispatch_lookup(body->tube, body->func_name, &h))
-	{
-		set_outcome_rejected(out, "42883",
-							 psprintf("no handler is registered for func_name \"%s\" on tube \"%s\"",
-									  body->func_name, body->tube));
-		return;
-	}
-	out->max_attempts = h.max_attempts;
-	out->backoff_ms = h.backoff_ms;
-	if (!job_admissible(&h, facts, out))
-		return;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(ctx);
-	PG_TRY();
-	{
-		/* a second delivery of a job done already is just deleted */
-		if (!body->has_id || record_done(body))
-			call_restricted(&h, job, body, facts->ttr_ms);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(ctx);
-		CurrentResourceOwner = owner;
-		out->ok = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		timers_stop();
-		MemoryContextSwitchTo(ctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(ctx);
-		CurrentResourceOwner = owner;
-		set_outcome_error(out, edata);
-		FreeErrorData(edata);
-		out->ok = false;
-	}
-	PG_END_TRY();
-	session_reset();
-}
-
-/* The body is untrusted: any failure to read it is the job's, not ours. */
-static bool
-decode_safely(BsJob *job, JobBody *body, char **error)
-{
-	MemoryContext ctx = CurrentMemoryContext;
-	volatile bool decoded = false;
-
-	PG_TRY();
-	{
-		decoded = job_decode(job->body, job->len, body, error);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(ctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-		*error = pstrdup(edata->message);
-		decoded = false;
-	}
-	PG_END_TRY();
-	return decoded;
-}
-
-/*
- * Step 2: whether the job may run at all.  On false, *out says why, and
- * *decoded whether body was read (for what jobq.failed records).
- */
-static bool
-admit_job(BsJob *job, const JobFacts *facts, JobBody *body, bool *decoded, Outcome *out)
-{
-	SigStatus	sig = SIG_NONE;
-	char	   *error = NULL;
-
-	*decoded = false;
-	if (signing_enabled() || jobq_require_signature)
-		sig = signing_verify(job->body, job->len);
-	if (sig == SIG_BAD || (sig == SIG_NONE && jobq_require_signature))
-	{
-		set_outcome_rejected(out, "42501",
-							 pstrdup(sig == SIG_BAD ? "job body has a bad signature"
-									 : "job body is not signed, and jobq.require_signature is on"));
-		return false;
-	}
-	*decoded = decode_safely(job, body, &error);
-	if (!*decoded)
-	{
-		set_outcome_rejected(out, "22P02", error);
-		return false;
-	}
-	if (strcmp(body->tube, facts->tube) != 0)
-	{
-		set_outcome_rejected(out, "42501",
-							 psprintf("job body names tube \"%s\" but was reserved from tube \"%s\"",
-									  body->tube, facts->tube));
-		return false;
-	}
-	return true;
+	bs_pipeline_begin(conn);
+	for (int i = 1; i < n; i++)
+		bs_queue_stats_job(conn, jobs[i].job.id);
+	bs_flush(conn);
+	for (int i = 1; i < n; i++)
+		read_facts(&jobs[i]);
+	return n;
 }
 
 /* backoff * 2^(attempt-1), in whole seconds rounded up, within beanstalkd's range */
@@ -613,79 +243,141 @@ retry_delay_s(int64 backoff_ms, int attempt)
 	return Min((ms + 999) / 1000, BS_MAX_UINT32);
 }
 
-/* Step 4: the transaction is durable; now tell beanstalkd. */
-static void
-settle_job(const BsJob *job, const Outcome *out, const JobFacts *facts, bool final_failure)
+/* what step 5 tells beanstalkd of a job */
+static BsSettle
+settle_of(const BatchJob *bj)
 {
-	int			attempt = facts->attempt;
+	if (bj->out.ok)
+		return BS_SETTLE_DELETE;
+	return bj->final_failure ? BS_SETTLE_BURY : BS_SETTLE_RELEASE;
+}
 
+/*
+ * Step 5: the transaction of jobs[0..n) is durable; now tell beanstalkd, in
+ * one write.  A NOT_FOUND is fine: the job was deleted meanwhile, or its
+ * reservation lapsed and another worker has it (which drops it as done).
+ */
+static void
+settle_jobs(BatchJob *jobs, int n)
+{
 	bs_drain_pending(conn);
-	if (out->ok)
+	bs_pipeline_begin(conn);
+	for (int i = 0; i < n; i++)
 	{
-		(void) bs_delete(conn, job->id);
-		slot_count(my_slot, true, NULL);
+		BatchJob   *bj = &jobs[i];
+
+		if (bj->gone)
+			continue;
+		switch (settle_of(bj))
+		{
+			case BS_SETTLE_DELETE:
+				bs_queue_delete(conn, bj->job.id);
+				break;
+			case BS_SETTLE_BURY:
+				bs_queue_bury(conn, bj->job.id, bj->facts.priority);
+				break;
+			case BS_SETTLE_RELEASE:
+				bs_queue_release(conn, bj->job.id, bj->facts.priority,
+								 retry_delay_s(bj->out.backoff_ms, bj->facts.attempt));
+				break;
+		}
 	}
-	else if (final_failure)
+	if (!bs_pipeline_pending(conn))
+		return;
+	bs_flush(conn);
+	for (int i = 0; i < n; i++)
 	{
-		(void) bs_bury(conn, job->id, 0);
-		slot_count(my_slot, false, out->message);
-		ereport(LOG,
-				(errmsg("jobq: job " UINT64_FORMAT " buried after %d attempt(s): %s",
-						job->id, attempt, out->message)));
-	}
-	else
-	{
-		(void) bs_release(conn, job->id, facts->priority, retry_delay_s(out->backoff_ms, attempt));
-		slot_note_error(my_slot, out->message);
+		BatchJob   *bj = &jobs[i];
+
+		if (bj->gone)
+			continue;
+		(void) bs_read_settle_reply(conn, settle_of(bj));
+		if (bj->out.ok)
+			slot_count(my_slot, true, NULL);
+		else if (bj->final_failure)
+		{
+			slot_count(my_slot, false, bj->out.message);
+			ereport(LOG,
+					(errmsg("jobq: job " UINT64_FORMAT " buried after %d attempt(s): %s",
+							bj->job.id, bj->facts.attempt, bj->out.message)));
+		}
+		else
+			slot_note_error(my_slot, bj->out.message);
 	}
 }
 
-static void
-process_job(BsJob *job)
+/* Whether jobs[i] may join the transaction that jobs[first] began. */
+static bool
+shares_xact(const BatchJob *jobs, int first, int i)
 {
-	JobBody		body;
-	JobFacts	facts;
-	bool		decoded = false;
-	Outcome		out;
-	bool		final_failure = false;
+	return jobs[first].facts.attempt <= 1 && jobs[i].facts.attempt <= 1 &&
+		job_may_share_xact();
+}
+
+/* Steps 4 and 5, a transaction at a time; then the batch's sizing. */
+static void
+run_batch(BatchJob *jobs, int n)
+{
+	int			i = 0;
+	int			ran = 0;
+	TimestampTz start = GetCurrentTimestamp();
 	MemoryContext ctx = CurrentMemoryContext;
 
-	memset(&out, 0, sizeof(out));
-	if (!job_facts(job->id, &facts))
-		return;					/* deleted meanwhile: nothing to run or settle */
+	min_ttr_ms = PG_UINT64_MAX;
+	for (int k = 0; k < n; k++)
+		if (!jobs[k].gone)
+			min_ttr_ms = Min(min_ttr_ms, jobs[k].facts.ttr_ms);
+	if (min_ttr_ms == PG_UINT64_MAX)
+		min_ttr_ms = 1000;
 
-	process_xact_begin();
-	MemoryContextSwitchTo(ctx);
-
-	if (!admit_job(job, &facts, &body, &decoded, &out))
-		slot_set_state(my_slot, JOBQ_STATE_REJECTING, NULL, NULL, job->id);
-	else
+	job_touch_start(jobs, n);
+	while (i < n)
 	{
-		slot_set_state(my_slot, JOBQ_STATE_RUNNING, body.tube, body.func_name, job->id);
-		pgstat_report_activity(STATE_RUNNING,
-							   psprintf("jobq: %s on tube %s, job " UINT64_FORMAT,
-										body.func_name, body.tube, job->id));
-		run_handler(&body, job, &facts, &out);
-	}
+		int			first = i;
 
-	if (!out.ok)
-	{
-		final_failure = out.bury_now || facts.attempt >= out.max_attempts;
-		if (final_failure)
-			record_failure(decoded ? &body : NULL, job, &out, &facts, !decoded);
+		if (jobs[i].gone)
+		{
+			i++;
+			continue;
+		}
+		process_xact_begin();
+		/* outcomes outlive the transaction: they are settled after it */
+		MemoryContextSwitchTo(ctx);
+		job_run(&jobs[i++], true);
+		ran++;
+		while (i < n && (jobs[i].gone || shares_xact(jobs, first, i)))
+		{
+			if (!jobs[i].gone)
+			{
+				MemoryContextSwitchTo(ctx); /* SPI leaves its own current */
+				job_run(&jobs[i], false);
+				ran++;
+			}
+			i++;
+		}
+		process_xact_end();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		job_touch_stop();
+		settle_jobs(jobs + first, i - first);
+		if (i < n)
+			job_touch_start(jobs + i, n - i);
 	}
-	process_xact_end();
-	pgstat_report_activity(STATE_IDLE, NULL);
-
-	settle_job(job, &out, &facts, final_failure);
 	slot_set_state(my_slot, JOBQ_STATE_IDLE, NULL, NULL, 0);
+
+	if (ran > 0)
+	{
+		double		us = (double) (GetCurrentTimestamp() - start) / ran;
+
+		job_avg_us = job_avg_us == 0 ? us : (1 - AVG_WEIGHT) * job_avg_us + AVG_WEIGHT * us;
+	}
 }
 
 static void
 worker_iteration(void)
 {
-	BsJob		job;
-	BsStatus	st;
+	BatchJob   *jobs;
+	int			want;
+	int			n;
 
 	if (process_servers_changed(servers_now, sizeof(servers_now)))
 	{
@@ -706,13 +398,15 @@ worker_iteration(void)
 			return;
 		}
 	}
-	st = bs_reserve(conn, RESERVE_TIMEOUT_S, &job);
-	if (st == BS_OK)
-	{
-		/* a reload that came in during the wait applies to this job */
-		worker_reload_config();
-		process_job(&job);
-	}
+	want = batch_want();
+	jobs = palloc(sizeof(BatchJob) * want);
+	n = reserve_batch(jobs, want);
+	if (n == 0)
+		return;
+	/* a reload that came in during the wait applies to this batch */
+	worker_reload_config();
+	batch_next = n == want ? Min(2 * want, JOBQ_MAX_BATCH_SIZE) : Max(2 * n, 2);
+	run_batch(jobs, n);
 }
 
 void
@@ -722,12 +416,11 @@ jobq_worker_main(Datum arg)
 
 	my_slot = DatumGetInt32(arg);
 	worker_startup(my_slot, psprintf("jobq worker %d", my_slot));
-	touch_timeout = RegisterTimeout(USER_TIMEOUT, touch_handler);
-	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_handler);
 
 	conn = MemoryContextAllocZero(TopMemoryContext, sizeof(BeanstalkConn));
 	bs_init(conn, jobq_servers, TopMemoryContext);
 	strlcpy(servers_now, jobq_servers, sizeof(servers_now));
+	job_run_init(my_slot, conn);
 	worker_wait_for_extension(my_slot);
 	slot_set_state(my_slot, JOBQ_STATE_IDLE, NULL, NULL, 0);
 
@@ -747,6 +440,7 @@ jobq_worker_main(Datum arg)
 		}
 		PG_CATCH();
 		{
+			job_touch_stop();
 			process_recover(my_slot, psprintf("worker %d", my_slot), &backoff);
 			bs_close(conn);
 			watch_set_valid = false;

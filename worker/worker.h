@@ -33,9 +33,50 @@ typedef struct Handler
 extern char *jobq_database;
 extern int	jobq_workers;
 
-/* worker.c */
+/* what stats-job says of a reserved job */
+typedef struct JobFacts
+{
+	char		tube[BS_MAX_NAME + 1];	/* the tube it was reserved from */
+	TimestampTz put_at;			/* at the latest (beanstalkd counts whole seconds) */
+	uint64		priority;		/* the job's own: released and recorded with it */
+	uint64		ttr_ms;
+	int			attempt;		/* beanstalkd's reserve count, this one included */
+} JobFacts;
+
+/* the outcome of running one job */
+typedef struct Outcome
+{
+	bool		ok;
+	bool		bury_now;		/* not worth retrying: no handler */
+	char		sqlstate[6];
+	char	   *message;
+	int			max_attempts;
+	int64		backoff_ms;
+} Outcome;
+
+/* one job of a batch, from its reservation until it is settled */
+typedef struct BatchJob
+{
+	BsJob		job;
+	JobFacts	facts;
+	bool		gone;			/* deleted meanwhile: nothing to run or settle */
+	Outcome		out;
+	bool		final_failure;	/* buried, and recorded in jobq.failed */
+} BatchJob;
+
+#define JOBQ_DEFAULT_BATCH_SIZE	50
+#define JOBQ_MAX_BATCH_SIZE		1000
+
+/* job_run.c */
 extern bool jobq_touch_jobs;
 extern int	jobq_max_handler_time;	/* ms */
+extern int	jobq_batch_size;
+
+extern void job_run_init(int slot, BeanstalkConn *conn);
+extern void job_touch_start(const BatchJob *jobs, int n);
+extern void job_touch_stop(void);
+extern bool job_may_share_xact(void);
+extern void job_run(BatchJob *bj, bool first_in_xact);
 
 /* relay.c */
 extern int	jobq_done_retention;	/* s */

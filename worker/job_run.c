@@ -1,0 +1,650 @@
+/*
+ * job_run.c
+ *		Running one reserved job inside its batch's transaction: check that
+ *		it may run, call its handler as its run_as role in a subtransaction
+ *		of its own, and leave nothing of it behind for the next job.
+ *
+ * For one job (worker.c reserved it and read its facts with stats-job):
+ *	1. check the body's signature (jobq.signing_key) and decode it; a body
+ *	   that is not a jobq job, is not signed as required, or names another
+ *	   tube than the one it was reserved from is rejected
+ *	2. look up the handler and check that its registration still holds
+ *	   (run_as, the function's owner, EXECUTE) and that the job was put
+ *	   after it was registered
+ *	3. in a subtransaction: record the job id in jobq.done (a second
+ *	   delivery of a completed job finds it there and is dropped) and call
+ *	   the handler as its role; an error rolls back this job only
+ *	4. a job that failed for the last time is recorded in jobq.failed
+ * worker.c commits the batch, then deletes, releases or buries each job.
+ *
+ * Nothing a handler does outlives its job.  It runs as run_as with
+ * SECURITY_LOCAL_USERID_CHANGE, as in a SECURITY DEFINER function, so it
+ * cannot SET ROLE or SET SESSION AUTHORIZATION.  Its settings, session-level
+ * ones included, live in a GUC nest level that is undone when the job ends;
+ * then whatever else it left in the session goes, as DISCARD ALL would drop
+ * it: temporary objects, prepared statements, cursors, LISTENs,
+ * session-level advisory locks and sequence state (lastval).  Jobs of a
+ * batch share a transaction, so what a released subtransaction hands to its
+ * parent goes too: large object descriptors are closed, and the SET
+ * CONSTRAINTS state is put back to every constraint's default before the
+ * next job (job_restore_constraints).  Row, table and transaction-level
+ * advisory locks stay held until the batch commits; they grant nothing.
+ * (A SECURITY_RESTRICTED_OPERATION, as for index expressions, would forbid
+ * most of that up front, but PostgreSQL fires no deferred trigger inside
+ * one, and handlers rely on deferred constraints.)
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "catalog/namespace.h"
+#include "commands/async.h"
+#include "commands/prepare.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "libpq/be-fsstubs.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "pgstat.h"
+#include "storage/lock.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/portal.h"
+#include "utils/syscache.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "beanstalk.h"
+#include "failed.h"
+#include "job.h"
+#include "jobq.h"
+#include "shmem.h"
+#include "schema.h"
+#include "signing.h"
+#include "worker.h"
+
+#define MIN_TOUCH_MS		500
+#define HARD_LIMIT_GRACE_MS	5000	/* past its time limit, a handler that
+										 * swallowed the cancel ends the worker */
+/* what a handler's search_path starts as; functions pin their own with SET */
+#define HANDLER_SEARCH_PATH	"pg_catalog, public, pg_temp"
+
+bool		jobq_touch_jobs = true;
+int			jobq_max_handler_time = 3600 * 1000;
+
+static int	my_slot;
+static BeanstalkConn *conn;
+static SPIPlanPtr done_plan = NULL;
+
+/* the touch timer sends touches of the batch's jobs (bs_touch_arm) */
+static TimeoutId touch_timeout = MAX_TIMEOUTS;
+static bool touch_on = false;
+static TimestampTz touch_until = DT_NOEND;	/* none past a handler's time limit */
+static TimeoutId hard_limit_timeout = MAX_TIMEOUTS;
+
+/*
+ * The deferrable constraints that are INITIALLY DEFERRED, to put back after
+ * a job ended with SET CONSTRAINTS ALL IMMEDIATE; read again after any
+ * change to pg_constraint.
+ */
+static List *initially_deferred = NIL;	/* RangeVars, TopMemoryContext */
+static bool deferred_valid = false;
+static bool deferred_exact = true;	/* naming them hits no other constraint */
+
+static void
+touch_handler(void)
+{
+	if (GetCurrentTimestamp() < touch_until)
+		bs_send_raw_touch(conn);
+}
+
+/*
+ * A handler still running well past its time limit caught the statement
+ * timeout's cancel (EXCEPTION WHEN query_canceled) and carried on: end the
+ * process as SIGTERM would.  Its batch goes back to beanstalkd; the job
+ * comes back alone (worker.c runs a job reserved before in a transaction of
+ * its own), and buried once its reservations exceed max_attempts.
+ */
+static void
+hard_limit_handler(void)
+{
+	ProcDiePending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+static void
+constraints_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	deferred_valid = false;
+}
+
+void
+job_run_init(int slot, BeanstalkConn *c)
+{
+	my_slot = slot;
+	conn = c;
+	touch_timeout = RegisterTimeout(USER_TIMEOUT, touch_handler);
+	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_handler);
+	CacheRegisterSyscacheCallback(CONSTROID, constraints_changed, (Datum) 0);
+}
+
+void
+worker_init_gucs(void)
+{
+	DefineCustomBoolVariable("jobq.touch_jobs",
+							 "Keep the reservation of jobs whose batch runs long by touching them.",
+							 "Off, a worker takes one job per transaction: only touching keeps "
+							 "the other jobs of a batch reserved.",
+							 &jobq_touch_jobs,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("jobq.max_handler_time",
+							"Longest a handler registered without a timeout may run.",
+							"A job's ttr (the producer's choice) can only shorten it.",
+							&jobq_max_handler_time,
+							3600 * 1000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("jobq.batch_size",
+							"Most jobs a worker reserves at once and runs in one transaction.",
+							"Each job still runs in a subtransaction of its own; 1 runs "
+							"every job in a transaction of its own.",
+							&jobq_batch_size,
+							JOBQ_DEFAULT_BATCH_SIZE, 1, JOBQ_MAX_BATCH_SIZE,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+}
+
+/*
+ * Keep the batch's jobs reserved while it runs: every half of the shortest
+ * ttr among them, touch them all.  Also when a handler's time limit is
+ * shorter than its ttr: the job must stay ours until the commit, whatever
+ * ran before it.
+ */
+void
+job_touch_start(const BatchJob *jobs, int n)
+{
+	uint64	   *ids;
+	uint64		min_ttr = PG_UINT64_MAX;
+	int			k = 0;
+	int			every;
+
+	if (!jobq_touch_jobs || n == 0)
+		return;
+	ids = palloc(sizeof(uint64) * n);
+	for (int i = 0; i < n; i++)
+	{
+		if (jobs[i].gone)
+			continue;
+		ids[k++] = jobs[i].job.id;
+		min_ttr = Min(min_ttr, jobs[i].facts.ttr_ms);
+	}
+	if (k == 0)
+		return;
+	bs_touch_arm(conn, ids, k);
+	pfree(ids);
+	every = (int) Min(Max(min_ttr / 2, MIN_TOUCH_MS), (uint64) INT_MAX);
+	touch_until = DT_NOEND;
+	enable_timeout_every(touch_timeout,
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), every),
+						 every);
+	touch_on = true;
+}
+
+void
+job_touch_stop(void)
+{
+	if (!touch_on)
+		return;
+	disable_timeout(touch_timeout, false);
+	bs_touch_disarm(conn);
+	touch_on = false;
+}
+
+static void
+record_failure(const BatchJob *bj, const JobBody *body, bool keep_raw)
+{
+	FailedJob	f = {0};
+
+	f.job_id = body && body->has_id ? &body->id : NULL;
+	f.bs_id = bj->job.id;
+	f.tube = body ? body->tube : NULL;
+	f.func_name = body ? body->func_name : NULL;
+	f.kwargs = body ? body->kwargs : NULL;
+	f.raw_body = keep_raw ? bj->job.body : NULL;
+	f.raw_len = bj->job.len;
+	f.sqlstate = bj->out.sqlstate;
+	f.message = bj->out.message;
+	f.attempts = bj->facts.attempt;
+	/* what jobq_retry_failed puts the job back with */
+	f.priority = (int64) bj->facts.priority;
+	f.ttr = (int64) (bj->facts.ttr_ms / 1000);
+	f.source = "worker";
+	failed_record(&f);
+}
+
+static void
+set_outcome_error(Outcome *out, ErrorData *edata)
+{
+	strlcpy(out->sqlstate, unpack_sql_state(edata->sqlerrcode), sizeof(out->sqlstate));
+	out->message = pstrdup(edata->message ? edata->message : "unknown error");
+}
+
+/* a job that must not run at all: buried and recorded at once */
+static void
+set_outcome_rejected(Outcome *out, const char *sqlstate, char *message)
+{
+	out->ok = false;
+	out->bury_now = true;
+	strlcpy(out->sqlstate, sqlstate, sizeof(out->sqlstate));
+	out->message = message;
+}
+
+/*
+ * Whether the registration still holds as jobq_register checked it: the
+ * registering role and the function's owner are members of run_as, which
+ * may execute the function.  A revoked membership or EXECUTE, or a changed
+ * owner, stops the job for good.
+ */
+static bool
+handler_rights_hold(const Handler *h, Outcome *out)
+{
+	const char *why = NULL;
+	Oid			fn_owner = OidIsValid(h->fn) ? schema_func_owner(h->fn) : InvalidOid;
+
+	if (OidIsValid(h->fn) && !OidIsValid(fn_owner))
+	{
+		set_outcome_rejected(out, "42883",
+							 psprintf("handler function with OID %u does not exist: it was dropped after registration",
+									  h->fn));
+		return false;
+	}
+	if (!OidIsValid(h->fn))
+	{
+		if (!superuser_arg(h->registered_by))
+			why = "the role that registered this C handler is no longer a superuser";
+	}
+	else if (!is_member_of_role(h->registered_by, h->run_as))
+		why = "the role that registered the handler is no longer a member of its run_as role";
+	else if (!is_member_of_role(fn_owner, h->run_as))
+		why = "the owner of the handler's function is not a member of its run_as role";
+	else if (pg_proc_aclcheck(h->fn, h->run_as, ACL_EXECUTE) != ACLCHECK_OK)
+		why = "the handler's run_as role may not execute its function";
+	if (why == NULL)
+		return true;
+	set_outcome_rejected(out, "42501", psprintf("permission denied to run the handler: %s", why));
+	return false;
+}
+
+/*
+ * Whether the job may run now: its registration still holds; it was put
+ * after (tube, func_name) was registered to run as run_as (nobody checked a
+ * job put before against that registration: for all we know, a producer
+ * planted it in advance); and it has not come back without an outcome more
+ * often than max_attempts allows (a handler that ends the worker each time,
+ * e.g. through exit_on_error or a crash, must not keep every worker busy).
+ */
+static bool
+job_admissible(const Handler *h, const JobFacts *facts, Outcome *out)
+{
+	if (!handler_rights_hold(h, out))
+		return false;
+	if (facts->put_at < h->registered_at)
+	{
+		set_outcome_rejected(out, "42501",
+							 psprintf("job was put before its handler was registered to run as role \"%s\" (at %s)",
+									  GetUserNameFromId(h->run_as, true) ? GetUserNameFromId(h->run_as, true) : "?",
+									  timestamptz_to_str(h->registered_at)));
+		return false;
+	}
+	if (facts->attempt > h->max_attempts + 1)
+	{
+		set_outcome_rejected(out, "XX000",
+							 psprintf("job was reserved %d times without an outcome (max_attempts is %d): its handler ends the worker",
+									  facts->attempt, h->max_attempts));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * How long the handler may run: its registration's timeout, else just under
+ * the job's ttr, but never more than jobq.max_handler_time (the ttr is the
+ * producer's choice, and may only shorten it).
+ */
+static int64
+handler_time_limit_ms(const Handler *h, uint64 ttr_ms)
+{
+	int64		limit;
+
+	if (h->timeout_ms > 0)
+		return h->timeout_ms;
+	limit = ttr_ms > 1000 ? (int64) ttr_ms - 1000 : (int64) Max(ttr_ms / 2, 1);
+	return Min(limit, (int64) jobq_max_handler_time);
+}
+
+/* Record the job in jobq.done; false if it was there already (a duplicate). */
+static bool
+record_done(const JobBody *body)
+{
+	Datum		id = UUIDPGetDatum((pg_uuid_t *) &body->id);
+	int			rc;
+
+	if (done_plan == NULL)
+	{
+		Oid			type = UUIDOID;
+
+		done_plan = schema_keep_plan("INSERT INTO jobq.done (id) VALUES ($1) "
+									 "ON CONFLICT DO NOTHING", 1, &type);
+	}
+	rc = SPI_execute_plan(done_plan, &id, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "jobq: recording job completion failed");
+	return SPI_processed == 1;
+}
+
+static void
+timers_start(int64 limit_ms)
+{
+	int			limit = (int) Min(limit_ms, (int64) INT_MAX - HARD_LIMIT_GRACE_MS);
+
+	touch_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), limit);
+	enable_timeout_after(STATEMENT_TIMEOUT, limit);
+	enable_timeout_after(hard_limit_timeout, limit + HARD_LIMIT_GRACE_MS);
+}
+
+/* also from PG_CATCH; the batch's touches go on between handlers */
+static void
+timers_stop(void)
+{
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	disable_timeout(hard_limit_timeout, false);
+	touch_until = DT_NOEND;
+}
+
+/*
+ * Read the INITIALLY DEFERRED constraints (temporary ones aside: a job's
+ * own are dropped with it, and other sessions' are none of ours), and
+ * whether each (schema, name) names only such constraints: SET CONSTRAINTS
+ * acts on every constraint of that name in the schema.
+ */
+static void
+read_initially_deferred(void)
+{
+	MemoryContext ctx = CurrentMemoryContext;
+	ListCell   *lc;
+	int			rc;
+
+	rc = SPI_execute("SELECT n.nspname, c.conname, pg_catalog.bool_and(c.condeferred) "
+					 "FROM pg_catalog.pg_constraint c "
+					 "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.connamespace "
+					 "WHERE c.condeferrable "
+					 "AND n.nspname OPERATOR(pg_catalog.!~) '^pg_(toast_)?temp_' "
+					 "GROUP BY 1, 2 HAVING pg_catalog.bool_or(c.condeferred)",
+					 true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "jobq: reading deferred constraints failed: %s", SPI_result_code_string(rc));
+	MemoryContextSwitchTo(TopMemoryContext);
+	foreach(lc, initially_deferred)
+	{
+		RangeVar   *rv = lfirst(lc);
+
+		pfree(rv->schemaname);
+		pfree(rv->relname);
+	}
+	list_free_deep(initially_deferred);
+	initially_deferred = NIL;
+	deferred_exact = true;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		initially_deferred = lappend(initially_deferred,
+									 makeRangeVar(SPI_getvalue(tup, desc, 1),
+												  SPI_getvalue(tup, desc, 2), -1));
+		if (!DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)))
+			deferred_exact = false;
+	}
+	MemoryContextSwitchTo(ctx);
+	deferred_valid = true;
+}
+
+/*
+ * Whether another job may join the current transaction: only if its
+ * constraints can start from their defaults (see job_restore_constraints).
+ */
+bool
+job_may_share_xact(void)
+{
+	if (!deferred_valid)
+		read_initially_deferred();
+	return deferred_exact;
+}
+
+/*
+ * The job before this one in the transaction ended with SET CONSTRAINTS
+ * ALL IMMEDIATE; SET CONSTRAINTS ... DEFERRED of the initially deferred
+ * ones makes every constraint behave as at the start of a transaction.
+ */
+static void
+job_restore_constraints(void)
+{
+	ConstraintsSetStmt deferred = {.type = T_ConstraintsSetStmt,.deferred = true};
+
+	if (!deferred_valid)
+		read_initially_deferred();
+	if (initially_deferred == NIL)
+		return;
+	deferred.constraints = initially_deferred;
+	AfterTriggerSetState(&deferred);
+}
+
+/*
+ * Call the handler as run_as, in a GUC nest level of its own
+ * that is undone afterwards, whatever the handler set.  Runs inside the
+ * job's subtransaction; an error leaves through it, and the subtransaction
+ * abort restores the user and the settings.
+ */
+static void
+call_restricted(const Handler *h, const JobBody *body, uint64 ttr_ms)
+{
+	ConstraintsSetStmt all_immediate = {.type = T_ConstraintsSetStmt,.constraints = NIL,.deferred = false};
+	Oid			save_user;
+	int			save_sec;
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", HANDLER_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(h->run_as, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	timers_start(handler_time_limit_ms(h, ttr_ms));
+	dispatch_call(h, body->kwargs);
+	/* deferred constraints fail here, as the handler's error */
+	AfterTriggerSetState(&all_immediate);
+	timers_stop();
+	SetUserIdAndSecContext(save_user, save_sec);
+	AtEOXact_GUC(false, nest);
+}
+
+/*
+ * What a job may have left in the session or the transaction that the GUC
+ * nest level does not cover; each step costs nothing when there is nothing
+ * to undo.
+ */
+static void
+session_reset(void)
+{
+	LockReleaseSession(USER_LOCKMETHOD);	/* session advisory locks */
+	ResetSequenceCaches();		/* lastval() */
+	ResetTempTableNamespace();
+	DropAllPreparedStatements();
+	PortalHashTableDeleteAll(); /* cursors, WITH HOLD ones included */
+	Async_UnlistenAll();
+	AtEOXact_LargeObject(true); /* open descriptors, as at commit */
+}
+
+/*
+ * Steps 2 and 3 of the header comment, inside the batch's transaction and
+ * SPI connection.  Never throws for a handler's error: that is the outcome.
+ */
+static void
+run_handler(BatchJob *bj, const JobBody *body, bool first_in_xact)
+{
+	Handler		h;
+	Outcome    *out = &bj->out;
+	MemoryContext ctx = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	if (!dispatch_lookup(body->tube, body->func_name, &h))
+	{
+		set_outcome_rejected(out, "42883",
+							 psprintf("no handler is registered for func_name \"%s\" on tube \"%s\"",
+									  body->func_name, body->tube));
+		return;
+	}
+	out->max_attempts = h.max_attempts;
+	out->backoff_ms = h.backoff_ms;
+	if (!job_admissible(&h, &bj->facts, out))
+		return;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(ctx);
+	PG_TRY();
+	{
+		if (!first_in_xact)
+			job_restore_constraints();
+		/* a second delivery of a job done already is just deleted */
+		if (!body->has_id || record_done(body))
+			call_restricted(&h, body, bj->facts.ttr_ms);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(ctx);
+		CurrentResourceOwner = owner;
+		out->ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		timers_stop();
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(ctx);
+		CurrentResourceOwner = owner;
+		set_outcome_error(out, edata);
+		FreeErrorData(edata);
+		out->ok = false;
+	}
+	PG_END_TRY();
+	session_reset();
+}
+
+/* The body is untrusted: any failure to read it is the job's, not ours. */
+static bool
+decode_safely(BsJob *job, JobBody *body, char **error)
+{
+	MemoryContext ctx = CurrentMemoryContext;
+	volatile bool decoded = false;
+
+	PG_TRY();
+	{
+		decoded = job_decode(job->body, job->len, body, error);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+		*error = pstrdup(edata->message);
+		decoded = false;
+	}
+	PG_END_TRY();
+	return decoded;
+}
+
+/*
+ * Step 1: whether the job may run at all.  On false, bj->out says why, and
+ * *decoded whether body was read (for what jobq.failed records).
+ */
+static bool
+admit_job(BatchJob *bj, JobBody *body, bool *decoded)
+{
+	SigStatus	sig = SIG_NONE;
+	char	   *error = NULL;
+
+	*decoded = false;
+	if (signing_enabled() || jobq_require_signature)
+		sig = signing_verify(bj->job.body, bj->job.len);
+	if (sig == SIG_BAD || (sig == SIG_NONE && jobq_require_signature))
+	{
+		set_outcome_rejected(&bj->out, "42501",
+							 pstrdup(sig == SIG_BAD ? "job body has a bad signature"
+									 : "job body is not signed, and jobq.require_signature is on"));
+		return false;
+	}
+	*decoded = decode_safely(&bj->job, body, &error);
+	if (!*decoded)
+	{
+		set_outcome_rejected(&bj->out, "22P02", error);
+		return false;
+	}
+	if (strcmp(body->tube, bj->facts.tube) != 0)
+	{
+		set_outcome_rejected(&bj->out, "42501",
+							 psprintf("job body names tube \"%s\" but was reserved from tube \"%s\"",
+									  body->tube, bj->facts.tube));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Run one job of the batch in the current transaction (first_in_xact: no
+ * job ran in it before).  Sets bj->out and bj->final_failure; a job that
+ * failed for the last time is in jobq.failed when this returns.  The
+ * outcome is in the caller's memory context: it is settled after the
+ * commit, when SPI's memory, where many a message is made, is gone.
+ */
+void
+job_run(BatchJob *bj, bool first_in_xact)
+{
+	JobBody		body;
+	bool		decoded = false;
+	MemoryContext ctx = CurrentMemoryContext;
+
+	memset(&bj->out, 0, sizeof(bj->out));
+	bj->final_failure = false;
+	if (!admit_job(bj, &body, &decoded))
+		slot_set_state(my_slot, JOBQ_STATE_REJECTING, NULL, NULL, bj->job.id);
+	else
+	{
+		slot_set_state(my_slot, JOBQ_STATE_RUNNING, body.tube, body.func_name, bj->job.id);
+		pgstat_report_activity(STATE_RUNNING,
+							   psprintf("jobq: %s on tube %s, job " UINT64_FORMAT,
+										body.func_name, body.tube, bj->job.id));
+		run_handler(bj, &body, first_in_xact);
+	}
+	if (!bj->out.ok)
+	{
+		bj->final_failure = bj->out.bury_now || bj->facts.attempt >= bj->out.max_attempts;
+		if (bj->final_failure)
+			record_failure(bj, decoded ? &body : NULL, !decoded);
+		bj->out.message = MemoryContextStrdup(ctx, bj->out.message);
+	}
+	MemoryContextSwitchTo(ctx);
+}
