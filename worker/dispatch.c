@@ -15,11 +15,13 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/hsearch.h"
@@ -55,6 +57,8 @@ static bool call_cache_stale = false;	/* a function changed: start over */
 static bool proc_callback_registered = false;
 static SPIPlanPtr lookup_plan = NULL;
 
+static bool dispatch_lookup_uncached(const char *tube, const char *func_name, Handler *h);
+
 /* CREATE OR REPLACE may rename parameters that cached calls name */
 static void
 proc_changed_callback(Datum arg, int cacheid, uint32 hashvalue)
@@ -84,11 +88,107 @@ interval_ms(Datum d)
 }
 
 /*
+ * Lookups made in the current transaction (a batch), so that its jobs of one
+ * (tube, func_name) read jobq.handlers once.  They go with the transaction,
+ * and at once when jobq.handlers changes (its statement trigger sends a
+ * relcache invalidation, which a batch sees at its next lock: every job
+ * takes one).  Memory: TopTransactionContext.
+ */
+#define LOOKUPS_MAX	64
+
+typedef struct Lookup
+{
+	char	   *tube;
+	char	   *func_name;
+	bool		found;
+	Handler		h;
+} Lookup;
+
+static List *lookups = NIL;
+static LocalTransactionId lookups_lxid = InvalidLocalTransactionId;
+static Oid	handlers_relid = InvalidOid;
+static bool lookups_callback = false;
+
+static void
+handlers_changed_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == handlers_relid)
+		lookups_lxid = InvalidLocalTransactionId;
+}
+
+static Lookup *
+lookup_cached(const char *tube, const char *func_name)
+{
+	ListCell   *lc;
+
+	if (lookups_lxid != MyProc->lxid)
+		return NULL;
+	foreach(lc, lookups)
+	{
+		Lookup	   *l = lfirst(lc);
+
+		if (strcmp(l->tube, tube) == 0 && strcmp(l->func_name, func_name) == 0)
+			return l;
+	}
+	return NULL;
+}
+
+static void
+lookup_remember(const char *tube, const char *func_name, bool found, const Handler *h)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	Lookup	   *l = palloc0(sizeof(Lookup));
+
+	if (!lookups_callback)
+	{
+		CacheRegisterRelcacheCallback(handlers_changed_callback, (Datum) 0);
+		lookups_callback = true;
+	}
+	handlers_relid = get_relname_relid("handlers", get_namespace_oid("jobq", false));
+	if (lookups_lxid != MyProc->lxid || list_length(lookups) >= LOOKUPS_MAX)
+	{
+		lookups = NIL;
+		lookups_lxid = MyProc->lxid;
+	}
+	l->tube = pstrdup(tube);
+	l->func_name = pstrdup(func_name);
+	l->found = found;
+	if (found)
+	{
+		l->h = *h;
+		l->h.library = h->library ? pstrdup(h->library) : NULL;
+		l->h.symbol = h->symbol ? pstrdup(h->symbol) : NULL;
+	}
+	lookups = lappend(lookups, l);
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * The registered handler of (tube, func_name), read in the caller's
  * transaction.  Returns false if there is none.
  */
 bool
 dispatch_lookup(const char *tube, const char *func_name, Handler *h)
+{
+	Lookup	   *cached = lookup_cached(tube, func_name);
+
+	if (cached != NULL)
+	{
+		if (cached->found)
+			*h = cached->h;
+		return cached->found;
+	}
+	if (!dispatch_lookup_uncached(tube, func_name, h))
+	{
+		lookup_remember(tube, func_name, false, NULL);
+		return false;
+	}
+	lookup_remember(tube, func_name, true, h);
+	return true;
+}
+
+static bool
+dispatch_lookup_uncached(const char *tube, const char *func_name, Handler *h)
 {
 	Datum		values[2];
 	HeapTuple	tup;

@@ -57,6 +57,16 @@ static TimestampTz tubes_refreshed = 0;
 static char servers_now[BS_MAX_SERVER];
 static ProcessBackoff backoff;	/* static: survives the main loop's longjmp */
 
+/*
+ * Under load, the next batch is reserved in the write that settles the last
+ * one: its jobs wait in next_jobs, in the one of two memory contexts that
+ * the running batch does not use.
+ */
+static MemoryContext batch_cxt[2];
+static int	batch_cur = 0;
+static BatchJob *next_jobs = NULL;
+static int	next_n = 0;
+
 /* batch sizing */
 static int	batch_next = 1;		/* what the next batch asks for, at most */
 static double job_avg_us = 0;	/* running average of a job's time, commit included */
@@ -198,37 +208,62 @@ batch_want(void)
 	return Max(Min(batch_next, (int) cap), 1);
 }
 
-/* Steps 1 to 3: reserve up to 'want' jobs; returns how many (0: none). */
-static int
-reserve_batch(BatchJob *jobs, int want)
+/* stats-job of jobs[from..n) in one round trip */
+static void
+read_stats(BatchJob *jobs, int from, int n)
 {
-	int			n = 1;
+	if (from >= n)
+		return;
+	bs_pipeline_begin(conn);
+	for (int i = from; i < n; i++)
+		bs_queue_stats_job(conn, jobs[i].job.id);
+	bs_flush(conn);
+	for (int i = from; i < n; i++)
+		read_facts(&jobs[i]);
+}
 
-	memset(jobs, 0, sizeof(BatchJob));
-	if (bs_reserve(conn, RESERVE_TIMEOUT_S, &jobs[0].job) != BS_OK)
+/*
+ * Read the replies to 'count' pipelined "reserve-with-timeout 0" into jobs
+ * (palloc'd here, at most count); returns how many jobs came.
+ */
+static int
+read_reserved(BatchJob **jobs, int count)
+{
+	int			n = 0;
+
+	*jobs = palloc0(sizeof(BatchJob) * Max(count, 1));
+	for (int i = 0; i < count; i++)
+		if (bs_read_reserve_reply(conn, &(*jobs)[n].job) == BS_OK)
+			n++;
+	return n;
+}
+
+/*
+ * Steps 1 to 3 when nothing was reserved ahead: reserve up to 'want' jobs;
+ * returns how many (0: none came within the reserve's timeout).
+ */
+static int
+reserve_batch(BatchJob **jobs, int want)
+{
+	BsJob		first;
+	int			n;
+
+	if (bs_reserve(conn, RESERVE_TIMEOUT_S, &first) != BS_OK)
 		return 0;
 
 	bs_pipeline_begin(conn);
-	bs_queue_stats_job(conn, jobs[0].job.id);
+	bs_queue_stats_job(conn, first.id);
 	for (int i = 1; i < want; i++)
 		bs_queue_reserve(conn, 0);
 	bs_flush(conn);
-	read_facts(&jobs[0]);
+	*jobs = palloc0(sizeof(BatchJob) * want);
+	(*jobs)[0].job = first;
+	read_facts(&(*jobs)[0]);
+	n = 1;
 	for (int i = 1; i < want; i++)
-	{
-		memset(&jobs[n], 0, sizeof(BatchJob));
-		if (bs_read_reserve_reply(conn, &jobs[n].job) == BS_OK)
+		if (bs_read_reserve_reply(conn, &(*jobs)[n].job) == BS_OK)
 			n++;
-	}
-	if (n == 1)
-		return n;
-
-	bs_pipeline_begin(conn);
-	for (int i = 1; i < n; i++)
-		bs_queue_stats_job(conn, jobs[i].job.id);
-	bs_flush(conn);
-	for (int i = 1; i < n; i++)
-		read_facts(&jobs[i]);
+	read_stats(*jobs, 1, n);
 	return n;
 }
 
@@ -256,9 +291,12 @@ settle_of(const BatchJob *bj)
  * Step 5: the transaction of jobs[0..n) is durable; now tell beanstalkd, in
  * one write.  A NOT_FOUND is fine: the job was deleted meanwhile, or its
  * reservation lapsed and another worker has it (which drops it as done).
+ * With prefetch > 0, the same write reserves that many jobs for the next
+ * batch ("reserve-with-timeout 0": those that are ready now), into
+ * next_jobs.
  */
 static void
-settle_jobs(BatchJob *jobs, int n)
+settle_jobs(BatchJob *jobs, int n, int prefetch)
 {
 	bs_drain_pending(conn);
 	bs_pipeline_begin(conn);
@@ -282,6 +320,8 @@ settle_jobs(BatchJob *jobs, int n)
 				break;
 		}
 	}
+	for (int i = 0; i < prefetch; i++)
+		bs_queue_reserve(conn, 0);
 	if (!bs_pipeline_pending(conn))
 		return;
 	bs_flush(conn);
@@ -304,6 +344,16 @@ settle_jobs(BatchJob *jobs, int n)
 		else
 			slot_note_error(my_slot, bj->out.message);
 	}
+	if (prefetch > 0)
+	{
+		MemoryContext next = batch_cxt[1 - batch_cur];
+		MemoryContext old;
+
+		MemoryContextReset(next);
+		old = MemoryContextSwitchTo(next);
+		next_n = read_reserved(&next_jobs, prefetch);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /* Whether jobs[i] may join the transaction that jobs[first] began. */
@@ -314,9 +364,12 @@ shares_xact(const BatchJob *jobs, int first, int i)
 		job_may_share_xact();
 }
 
-/* Steps 4 and 5, a transaction at a time; then the batch's sizing. */
+/*
+ * Steps 4 and 5, a transaction at a time (the last settling also reserves
+ * 'prefetch' jobs for the next batch); then the batch's sizing.
+ */
 static void
-run_batch(BatchJob *jobs, int n)
+run_batch(BatchJob *jobs, int n, int prefetch)
 {
 	int			i = 0;
 	int			ran = 0;
@@ -358,7 +411,7 @@ run_batch(BatchJob *jobs, int n)
 		process_xact_end();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		job_touch_stop();
-		settle_jobs(jobs + first, i - first);
+		settle_jobs(jobs + first, i - first, i < n ? 0 : prefetch);
 		if (i < n)
 			job_touch_start(jobs + i, n - i);
 	}
@@ -385,12 +438,16 @@ worker_iteration(void)
 		watch_set_valid = false;
 	}
 	if (!bs_connected(conn))
+	{
 		watch_set_valid = false;
+		next_n = 0;				/* a closed connection gave them back */
+	}
 	if (!watch_set_valid ||
 		TimestampDifferenceExceeds(tubes_refreshed, GetCurrentTimestamp(), REFRESH_TUBES_MS))
 	{
 		if (!refresh_watch_list())
 		{
+			next_n = 0;			/* given back with the connection */
 			slot_set_state(my_slot, JOBQ_STATE_IDLE_NO_HANDLERS, NULL, NULL, 0);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 REFRESH_TUBES_MS, PG_WAIT_EXTENSION);
@@ -399,14 +456,31 @@ worker_iteration(void)
 		}
 	}
 	want = batch_want();
-	jobs = palloc(sizeof(BatchJob) * want);
-	n = reserve_batch(jobs, want);
-	if (n == 0)
-		return;
-	/* a reload that came in during the wait applies to this batch */
-	worker_reload_config();
-	batch_next = n == want ? Min(2 * want, JOBQ_MAX_BATCH_SIZE) : Max(2 * n, 2);
-	run_batch(jobs, n);
+	if (next_n > 0)
+	{
+		/* reserved while the last batch was settled */
+		jobs = next_jobs;
+		n = next_n;
+		next_n = 0;
+		batch_cur = 1 - batch_cur;
+		read_stats(jobs, 0, n);
+	}
+	else
+	{
+		MemoryContext old;
+
+		MemoryContextReset(batch_cxt[batch_cur]);
+		old = MemoryContextSwitchTo(batch_cxt[batch_cur]);
+		n = reserve_batch(&jobs, want);
+		MemoryContextSwitchTo(old);
+		if (n == 0)
+			return;
+		/* a reload that came in during the wait applies to this batch */
+		worker_reload_config();
+	}
+	batch_next = n >= want ? Min(2 * want, JOBQ_MAX_BATCH_SIZE) : Max(2 * n, 2);
+	/* a full batch: more are likely ready, ask for them with the settling */
+	run_batch(jobs, n, n >= want ? batch_want() : 0);
 }
 
 void
@@ -426,6 +500,9 @@ jobq_worker_main(Datum arg)
 
 	loop_ctx = AllocSetContextCreate(TopMemoryContext, "jobq worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
+	for (int i = 0; i < 2; i++)
+		batch_cxt[i] = AllocSetContextCreate(TopMemoryContext, "jobq batch",
+											 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -444,6 +521,7 @@ jobq_worker_main(Datum arg)
 			process_recover(my_slot, psprintf("worker %d", my_slot), &backoff);
 			bs_close(conn);
 			watch_set_valid = false;
+			next_n = 0;
 		}
 		PG_END_TRY();
 
