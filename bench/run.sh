@@ -281,6 +281,42 @@ read -r _ _ p50 p90 p99 pmax e50 e99 s50 <<<"$out"
 emit "4 commit-to-ready p50 ms (N=$N_LAT)" "$p50" "-" "-" "< 2 ms" "$(verdict "$p50" "<" 2)"
 note "commit-to-ready p90 ${p90} ms, p99 ${p99} ms, max ${pmax} ms"
 note "statement sent to ready p50 ${e50} ms, p99 ${e99} ms; the statement itself p50 ${s50} ms"
+
+# enqueue to handler start, idle workers: a procedure commits one job at a
+# time, stamps the moment before its COMMIT, and waits for the handler's row
+sql <<'SQL'
+CREATE TABLE bench_lat_sent (i int PRIMARY KEY, at timestamptz);
+CREATE TABLE bench_lat_ran (i int PRIMARY KEY, at timestamptz);
+CREATE FUNCTION bench_lat_h(i int) RETURNS void LANGUAGE sql
+    AS $$ INSERT INTO public.bench_lat_ran VALUES (i, clock_timestamp()) $$;
+SELECT jobq_register('bench_lat_h', 'bench_lat_h') \gset
+CREATE PROCEDURE bench_enqueue_to_handler(n int) LANGUAGE plpgsql AS $$
+BEGIN
+    FOR k IN 1 .. n LOOP
+        PERFORM jobq_put('bench_lat_h', 'bench_lat_h', jsonb_build_object('i', k));
+        INSERT INTO bench_lat_sent VALUES (k, clock_timestamp());
+        COMMIT;
+        FOR w IN 1 .. 50000 LOOP
+            EXIT WHEN EXISTS (SELECT FROM bench_lat_ran WHERE i = k);
+            PERFORM pg_sleep(0.0002);
+        END LOOP;
+        PERFORM pg_sleep(0.002);    -- the workers are idle again
+    END LOOP;
+END $$;
+SQL
+sleep 1.5    # the workers watch the new tube
+sql -c "CALL bench_enqueue_to_handler($N_LAT)"
+must "SELECT count(*) FROM bench_lat_ran" "$N_LAT"
+read -r h50 h90 h99 hmax <<<"$(sql -F ' ' -c "
+SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+       round(percentile_cont(0.9) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+       round(max(ms)::numeric, 2)
+  FROM (SELECT extract(epoch FROM r.at - s.at) * 1000 AS ms
+          FROM bench_lat_sent s JOIN bench_lat_ran r USING (i) WHERE i > $LAT_WARM) t")"
+emit "4 enqueue-to-handler p50 ms" "$h50" "-" "-" "< 2 ms" "$(verdict "$h50" "<" 2)"
+emit "4 enqueue-to-handler p99 ms" "$h99" "-" "-" "< 5 ms" "$(verdict "$h99" "<" 5)"
+note "enqueue-to-handler: from just before COMMIT of a jobq_put to the handler's first statement; p90 ${h90} ms, max ${hmax} ms"
 fi
 
 # ---- 5. trigger ---------------------------------------------------------
