@@ -223,17 +223,16 @@ read_stats(BatchJob *jobs, int from, int n)
 }
 
 /*
- * Read the replies to 'count' pipelined "reserve-with-timeout 0" into jobs
- * (palloc'd here, at most count); returns how many jobs came.
+ * Read the replies to 'count' pipelined "reserve-with-timeout 0" into
+ * jobs[0..count); returns how many jobs came.
  */
 static int
-read_reserved(BatchJob **jobs, int count)
+read_reserved(BatchJob *jobs, int count)
 {
 	int			n = 0;
 
-	*jobs = palloc0(sizeof(BatchJob) * Max(count, 1));
 	for (int i = 0; i < count; i++)
-		if (bs_read_reserve_reply(conn, &(*jobs)[n].job) == BS_OK)
+		if (bs_read_reserve_reply(conn, &jobs[n].job) == BS_OK)
 			n++;
 	return n;
 }
@@ -259,10 +258,7 @@ reserve_batch(BatchJob **jobs, int want)
 	*jobs = palloc0(sizeof(BatchJob) * want);
 	(*jobs)[0].job = first;
 	read_facts(&(*jobs)[0]);
-	n = 1;
-	for (int i = 1; i < want; i++)
-		if (bs_read_reserve_reply(conn, &(*jobs)[n].job) == BS_OK)
-			n++;
+	n = 1 + read_reserved(*jobs + 1, want - 1);
 	read_stats(*jobs, 1, n);
 	return n;
 }
@@ -351,7 +347,8 @@ settle_jobs(BatchJob *jobs, int n, int prefetch)
 
 		MemoryContextReset(next);
 		old = MemoryContextSwitchTo(next);
-		next_n = read_reserved(&next_jobs, prefetch);
+		next_jobs = palloc0(sizeof(BatchJob) * prefetch);
+		next_n = read_reserved(next_jobs, prefetch);
 		MemoryContextSwitchTo(old);
 	}
 }
