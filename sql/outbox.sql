@@ -73,6 +73,51 @@ SELECT wait_for($$SELECT ready = 2 FROM jobq_tubes() WHERE tube = 't_ob_2pc_mark
 SELECT ready FROM jobq_tubes() WHERE tube = 't_ob_2pc';
 SELECT body->'kwargs' AS kwargs FROM jobq_peek_ready('t_ob_2pc');
 
+-- jobs wait in memory until their statement ends (or 1000 of them are
+-- made, or the transaction commits); in savepoints and exception blocks,
+-- statements of more than 1000 jobs: only what committed is sent
+CREATE TABLE blocks (b int, i int);
+CREATE FUNCTION record_block(b int, i int DEFAULT 0) RETURNS void LANGUAGE sql
+    AS $$ INSERT INTO public.blocks VALUES (b, i) $$;
+SELECT jobq_register('t_ob_blocks', 'record_block');
+CREATE FUNCTION put_in_blocks() RETURNS int LANGUAGE plpgsql AS $$
+DECLARE kept int := 0;
+BEGIN
+    FOR b IN 1 .. 4 LOOP
+        BEGIN
+            PERFORM jobq_put('t_ob_blocks', 'record_block', jsonb_build_object('b', b, 'i', i))
+               FROM generate_series(1, 1500) i;
+            IF b % 2 = 0 THEN
+                RAISE EXCEPTION 'block % rolls back', b;
+            END IF;
+            kept := kept + 1500;
+        EXCEPTION WHEN raise_exception THEN
+            NULL;
+        END;
+    END LOOP;
+    RETURN kept;
+END $$;
+BEGIN;
+SELECT jobq_put('t_ob_blocks', 'record_block', '{"b": 0}') IS NOT NULL AS put;
+SELECT put_in_blocks() AS kept;
+-- at the end of a statement its jobs are rows, visible to the next one
+SELECT count(*) AS in_outbox_now FROM jobq.outbox WHERE tube = 't_ob_blocks';
+SAVEPOINT s2;
+SELECT count(jobq_put('t_ob_blocks', 'record_block', jsonb_build_object('b', 9, 'i', i)))
+  FROM generate_series(1, 2500) i;
+ROLLBACK TO SAVEPOINT s2;
+SAVEPOINT s3;
+SELECT jobq_put('t_ob_blocks', 'record_block', '{"b": 5}') IS NOT NULL AS put;
+RELEASE SAVEPOINT s3;
+COMMIT;
+SELECT wait_for($$SELECT count(*) = 3002 FROM blocks$$);
+SELECT b, count(*), count(DISTINCT i) FROM blocks GROUP BY b ORDER BY b;
+
+-- a read-only transaction cannot enqueue
+BEGIN READ ONLY;
+SELECT jobq_put('t_ob', 'f');
+ROLLBACK;
+
 -- the same checks as jobq_put_now, before anything is written
 SELECT jobq_put('bad tube', 'f');
 SELECT jobq_put('t_ob', '');

@@ -137,7 +137,7 @@ retry_row(Oid caller, SPITupleTable *tt, uint64 row)
 	HeapTuple	tup = tt->vals[row];
 	TupleDesc	desc = tt->tupdesc;
 	bool		isnull;
-	JobSpec		spec;
+	JobSpec		spec = {0};
 	pg_uuid_t	id;
 	Datum		d;
 	int64		failed_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));

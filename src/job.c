@@ -314,7 +314,10 @@ job_encode(const JobSpec *spec, const pg_uuid_t *id, size_t *len)
 	appendStringInfoString(&buf, ",\"tube\":");
 	escape_json(&buf, spec->tube);
 	appendStringInfoString(&buf, ",\"kwargs\":");
-	job_append_jsonb_compact(&buf, &spec->kwargs->root);
+	if (spec->kwargs_json != NULL)
+		appendStringInfoString(&buf, spec->kwargs_json);
+	else
+		job_append_jsonb_compact(&buf, &spec->kwargs->root);
 	appendStringInfoString(&buf, ",\"id\":\"");
 	append_uuid(&buf, id);
 	appendStringInfoString(&buf, "\"}");

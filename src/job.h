@@ -22,6 +22,7 @@ typedef struct JobSpec
 	const char *tube;
 	const char *func_name;
 	Jsonb	   *kwargs;
+	const char *kwargs_json;	/* instead of kwargs: a compact JSON object */
 	uint64		priority;
 	uint64		delay;			/* s */
 	uint64		ttr;			/* s */

@@ -11,6 +11,7 @@
 #include "utils/guc.h"
 
 #include "jobq.h"
+#include "outbox.h"
 #include "shmem.h"
 #include "worker.h"
 
@@ -26,6 +27,7 @@ _PG_init(void)
 	signing_init_gucs();
 	worker_init_gucs();
 	relay_init_gucs();
+	outbox_init();
 
 	/*
 	 * Loaded by a backend (jobq_put_now and the admin functions work without

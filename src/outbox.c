@@ -3,21 +3,42 @@
  *		The outbox: a job written in the caller's transaction, and the
  *		relay's wake-up when that transaction commits.
  *
- * The job is encoded and checked at once, then written as a row of
- * jobq.outbox.  Nothing touches the network here: if the transaction rolls
- * back the row vanishes with it, and if it commits, a transaction callback
- * sets the relay's latch so that the row is sent within a moment (the relay
- * also sweeps the table periodically, for rows whose commit announced
+ * The job is encoded and checked at once, then kept in memory and written
+ * as a row of jobq.outbox with the others of its statement: at the end of
+ * the statement (ExecutorEnd), every OUTBOX_FLUSH_ROWS jobs, and before
+ * commit or PREPARE TRANSACTION.  The rows go in with one multi-row heap
+ * insert and their index entries, as COPY writes them: no executor, SPI or
+ * plan per job.  Nothing touches the network here: if the transaction rolls
+ * back the rows vanish with it, and if it commits, a transaction callback
+ * sets the relay's latch so that the rows are sent within a moment (the
+ * relay also sweeps the table periodically, for rows whose commit announced
  * nothing, such as COMMIT PREPARED).
+ *
+ * Savepoints: a job kept in memory belongs to the subtransaction that made
+ * it.  When that subtransaction commits, its jobs pass to the parent; when
+ * it aborts, they are dropped.  A flush writes only the jobs of the current
+ * subtransaction (the buffer's tail), in it, so a rollback to a savepoint
+ * takes back exactly the jobs made after it, written or not.
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "commands/sequence.h"
+#include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "job.h"
 #include "jobq.h"
@@ -25,10 +46,35 @@
 #include "schema.h"
 #include "shmem.h"
 
+#define OUTBOX_FLUSH_ROWS	1000
+#define OUTBOX_FLUSH_BYTES	(4 * 1024 * 1024)
+
+/* a job waiting to be written */
+typedef struct PendingJob
+{
+	int			level;			/* transaction nest level it belongs to */
+	pg_uuid_t	id;
+	char	   *tube;
+	char	   *func_name;
+	bytea	   *body;
+	int64		priority;
+	int64		delay;
+	int64		ttr;
+} PendingJob;
+
 static bool callback_registered = false;
 static bool outbox_written = false;
 static bool warned_no_relay = false;
-static SPIPlanPtr insert_plan = NULL;
+static ExecutorEnd_hook_type prev_executor_end = NULL;
+
+/* the transaction's jobs not written yet, in pending_cxt (TopTransactionContext) */
+static MemoryContext pending_cxt = NULL;
+static PendingJob *pending = NULL;
+static int	npending = 0;
+static int	maxpending = 0;
+static Size pending_bytes = 0;
+
+static void outbox_flush(void);
 
 /* Called after commit by a backend that wrote outbox rows. */
 static void
@@ -40,21 +86,37 @@ relay_wakeup(void)
 		SetLatch(latch);
 }
 
+/* the buffer goes with TopTransactionContext */
+static void
+pending_forget(void)
+{
+	pending_cxt = NULL;
+	pending = NULL;
+	npending = maxpending = 0;
+	pending_bytes = 0;
+}
+
 static void
 outbox_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			outbox_flush();
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (outbox_written)
 				relay_wakeup();
 			outbox_written = false;
+			pending_forget();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			outbox_written = false;
+			pending_forget();
 			break;
 		default:
 			break;
@@ -62,9 +124,156 @@ outbox_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * Write one job into jobq.outbox, as the table's owner: callers need
- * EXECUTE on jobq_put, not rights on the table.  *id is set to a new uuid
- * unless keep_id (a failed job put back keeps its identity).
+ * The subtransaction at the current nest level ends: on commit its jobs
+ * pass to the parent, on abort they go (they are the buffer's tail).
+ */
+static void
+outbox_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (int i = npending - 1; i >= 0 && pending[i].level >= level; i--)
+			pending[i].level = level - 1;
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		while (npending > 0 && pending[npending - 1].level >= level)
+			npending--;
+	}
+}
+
+/* every statement's end writes the jobs it made (and that are its level's) */
+static void
+outbox_executor_end(QueryDesc *queryDesc)
+{
+	if (prev_executor_end)
+		prev_executor_end(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+	if (npending > 0)
+		outbox_flush();
+}
+
+void
+outbox_init(void)
+{
+	prev_executor_end = ExecutorEnd_hook;
+	ExecutorEnd_hook = outbox_executor_end;
+}
+
+/* the outbox's columns, in the order outbox_flush fills them */
+static const char *const outbox_columns[] = {
+	"seq", "id", "tube", "func_name", "body", "priority", "delay", "ttr", "created_at"
+};
+
+static int
+column_index(TupleDesc desc, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return i;
+	}
+	elog(ERROR, "jobq: jobq.outbox has no column \"%s\"", name);
+}
+
+/*
+ * Write the jobs of the current nest level (the buffer's tail) into
+ * jobq.outbox: one multi-row heap insert, then each row's index entries.
+ * seq comes from the column's identity sequence, in the jobs' order.
+ */
+static void
+outbox_flush(void)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			first = npending;
+	int			col[lengthof(outbox_columns)];
+	MemoryContext flush_cxt;
+	MemoryContext old;
+	Relation	rel;
+	TupleDesc	desc;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot **slots;
+	BulkInsertState bistate;
+	CommandId	cid;
+	Oid			seqid;
+	Datum		created = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	int			n;
+
+	while (first > 0 && pending[first - 1].level >= level)
+		first--;
+	n = npending - first;
+	if (n == 0)
+		return;
+
+	flush_cxt = AllocSetContextCreate(CurrentMemoryContext, "jobq outbox flush",
+									  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(flush_cxt);
+	rel = table_open(get_relname_relid("outbox", get_namespace_oid("jobq", false)),
+					 RowExclusiveLock);
+	/* slots on a copy that is not reference-counted: no resource owner entry per slot */
+	desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	for (int c = 0; c < lengthof(outbox_columns); c++)
+		col[c] = column_index(desc, outbox_columns[c]);
+	seqid = getIdentitySequence(RelationGetRelid(rel), col[0] + 1, false);
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	bistate = GetBulkInsertState();
+	cid = GetCurrentCommandId(true);
+	slots = palloc(sizeof(TupleTableSlot *) * n);
+	for (int i = 0; i < n; i++)
+	{
+		PendingJob *job = &pending[first + i];
+		TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, table_slot_callbacks(rel));
+		Datum	   *v = slot->tts_values;
+
+		ExecClearTuple(slot);
+		memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
+		v[col[0]] = Int64GetDatum(nextval_internal(seqid, false));
+		v[col[1]] = UUIDPGetDatum(&job->id);
+		v[col[2]] = CStringGetTextDatum(job->tube);
+		v[col[3]] = CStringGetTextDatum(job->func_name);
+		v[col[4]] = PointerGetDatum(job->body);
+		v[col[5]] = Int64GetDatum(job->priority);
+		v[col[6]] = Int64GetDatum(job->delay);
+		v[col[7]] = Int64GetDatum(job->ttr);
+		v[col[8]] = created;
+		for (int c = 0; c < lengthof(outbox_columns); c++)
+			slot->tts_isnull[col[c]] = false;
+		ExecStoreVirtualTuple(slot);
+		slots[i] = slot;
+	}
+	table_multi_insert(rel, slots, n, cid, 0, bistate);
+	for (int i = 0; i < n; i++)
+		if (rri->ri_NumIndices > 0)
+			(void) ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL);
+	/* newest first: the resource owner forgets its latest entries at once */
+	for (int i = n - 1; i >= 0; i--)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	FreeBulkInsertState(bistate);
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(flush_cxt);
+
+	npending = first;
+	pending_bytes = 0;
+	outbox_written = true;
+}
+
+/*
+ * Enqueue one job in the caller's transaction; callers need EXECUTE on
+ * jobq_put, not rights on jobq.outbox.  *id is set to a new uuid unless
+ * keep_id (a failed job put back keeps its identity).
  */
 void
 outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id)
@@ -72,9 +281,6 @@ outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id)
 	char	   *body;
 	size_t		len;
 	uint64		max = shmem_available() ? pg_atomic_read_u64(&jobq_shared->max_job_size) : 0;
-	Datum		values[7];
-	OwnerContext owner;
-	int			rc;
 
 	if (!keep_id)
 		job_new_uuid(id);
@@ -94,40 +300,47 @@ outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id)
 				 errhint("Add jobq to shared_preload_libraries and restart the server.")));
 		warned_no_relay = true;
 	}
-
-	values[0] = UUIDPGetDatum(id);
-	values[1] = CStringGetTextDatum(spec->tube);
-	values[2] = CStringGetTextDatum(spec->func_name);
-	{
-		bytea	   *b = palloc(VARHDRSZ + len);
-
-		SET_VARSIZE(b, VARHDRSZ + len);
-		memcpy(VARDATA(b), body, len);
-		values[3] = PointerGetDatum(b);
-	}
-	values[4] = Int64GetDatum((int64) spec->priority);
-	values[5] = Int64GetDatum((int64) spec->delay);
-	values[6] = Int64GetDatum((int64) spec->ttr);
-
-	schema_become_owner(&owner);
-	SPI_connect();
-	if (insert_plan == NULL)
-	{
-		Oid			types[7] = {UUIDOID, TEXTOID, TEXTOID, BYTEAOID, INT8OID, INT8OID, INT8OID};
-
-		insert_plan = schema_keep_plan("INSERT INTO jobq.outbox (id, tube, func_name, body, priority, delay, ttr) "
-									   "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
-	}
-	rc = SPI_execute_plan(insert_plan, values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "jobq: outbox insert failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
-	schema_restore_user(&owner);
+	/* the heap insert comes later, and checks nothing of this */
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot enqueue a job in a read-only transaction"),
+				 errhint("Use jobq_put_now, which writes nothing in PostgreSQL.")));
 
 	if (!callback_registered)
 	{
 		RegisterXactCallback(outbox_xact_callback, NULL);
+		RegisterSubXactCallback(outbox_subxact_callback, NULL);
 		callback_registered = true;
 	}
-	outbox_written = true;
+	if (pending_cxt == NULL)
+		pending_cxt = AllocSetContextCreate(TopTransactionContext, "jobq outbox jobs",
+											ALLOCSET_DEFAULT_SIZES);
+	if (npending == maxpending)
+	{
+		maxpending = Max(maxpending * 2, 64);
+		pending = pending == NULL
+			? MemoryContextAlloc(pending_cxt, sizeof(PendingJob) * maxpending)
+			: repalloc(pending, sizeof(PendingJob) * maxpending);
+	}
+	{
+		PendingJob *job = &pending[npending];
+		MemoryContext old = MemoryContextSwitchTo(pending_cxt);
+
+		job->level = GetCurrentTransactionNestLevel();
+		job->id = *id;
+		job->tube = pstrdup(spec->tube);
+		job->func_name = pstrdup(spec->func_name);
+		job->body = palloc(VARHDRSZ + len);
+		SET_VARSIZE(job->body, VARHDRSZ + len);
+		memcpy(VARDATA(job->body), body, len);
+		job->priority = (int64) spec->priority;
+		job->delay = (int64) spec->delay;
+		job->ttr = (int64) spec->ttr;
+		MemoryContextSwitchTo(old);
+	}
+	npending++;
+	pending_bytes += len;
+	if (npending >= OUTBOX_FLUSH_ROWS || pending_bytes >= OUTBOX_FLUSH_BYTES)
+		outbox_flush();
 }

@@ -8,6 +8,7 @@
 
 #include "job.h"
 
+extern void outbox_init(void);
 extern void outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id);
 
 #endif							/* JOBQ_OUTBOX_H */

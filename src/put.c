@@ -172,7 +172,7 @@ put_spec_from_options(JobSpec *spec, Jsonb *options)
 Datum
 jobq_put_now(PG_FUNCTION_ARGS)
 {
-	JobSpec		spec;
+	JobSpec		spec = {0};
 	pg_uuid_t	id;
 	char	   *body;
 	size_t		len;
@@ -203,7 +203,7 @@ jobq_put_now(PG_FUNCTION_ARGS)
 Datum
 jobq_put(PG_FUNCTION_ARGS)
 {
-	JobSpec		spec;
+	JobSpec		spec = {0};
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
 
 	put_spec_from_args(fcinfo, &spec);

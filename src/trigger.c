@@ -20,6 +20,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -33,22 +34,50 @@
 PG_FUNCTION_INFO_V1(jobq_enqueue);
 
 /*
- * to_jsonb() of a row, called directly: its FmgrInfo carries a made-up call
- * expression whose argument has the row type, which is all to_jsonb looks
- * at.  One per row type, kept for the session.
+ * A row's JSON object.  Most row types go straight to JSON text with
+ * row_to_json (column order, no jsonb in between).  A row type that holds a
+ * json value anywhere (a json column, a domain over json, an array or a
+ * composite, which may nest one) goes through to_jsonb instead: a json
+ * value is kept verbatim by row_to_json, duplicate keys included, and a
+ * body with duplicate keys is one the workers refuse.  to_jsonb is called
+ * directly: its FmgrInfo carries a made-up call expression whose argument
+ * has the row type, which is all to_jsonb looks at.  One entry per row
+ * type, kept for the session.
  */
-typedef struct RowToJsonb
+typedef struct RowToJson
 {
 	Oid			rowtype;		/* hash key */
-	FmgrInfo	flinfo;
-} RowToJsonb;
+	bool		as_text;		/* row_to_json will do */
+	FmgrInfo	flinfo;			/* to_jsonb otherwise */
+} RowToJson;
 
 static HTAB *row_converters = NULL;
 
-static Jsonb *
-row_to_jsonb(HeapTuple tuple, TupleDesc desc)
+/* whether a value of this type comes out of row_to_json as jsonb would write it */
+static bool
+type_json_safe(Oid type)
 {
-	RowToJsonb *entry;
+	Oid			base = getBaseType(type);
+	char		kind = get_typtype(base);
+	Oid			elem;
+
+	if (base == JSONOID || (kind != TYPTYPE_BASE && kind != TYPTYPE_ENUM))
+		return false;
+	elem = get_element_type(base);
+	if (OidIsValid(elem))
+	{
+		Oid			elembase = getBaseType(elem);
+		char		elemkind = get_typtype(elembase);
+
+		return elembase != JSONOID && (elemkind == TYPTYPE_BASE || elemkind == TYPTYPE_ENUM);
+	}
+	return true;
+}
+
+static RowToJson *
+row_converter(TupleDesc desc)
+{
+	RowToJson  *entry;
 	bool		found;
 
 	if (row_converters == NULL)
@@ -56,7 +85,7 @@ row_to_jsonb(HeapTuple tuple, TupleDesc desc)
 		HASHCTL		ctl;
 
 		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(RowToJsonb);
+		ctl.entrysize = sizeof(RowToJson);
 		row_converters = hash_create("jobq trigger row types", 16, &ctl, HASH_ELEM | HASH_BLOBS);
 	}
 	entry = hash_search(row_converters, &desc->tdtypeid, HASH_ENTER, &found);
@@ -64,6 +93,14 @@ row_to_jsonb(HeapTuple tuple, TupleDesc desc)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
+		entry->as_text = true;
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped && !type_json_safe(att->atttypid))
+				entry->as_text = false;
+		}
 		fmgr_info(F_TO_JSONB, &entry->flinfo);
 		entry->flinfo.fn_expr = (Node *)
 			makeFuncExpr(F_TO_JSONB, JSONBOID,
@@ -71,66 +108,55 @@ row_to_jsonb(HeapTuple tuple, TupleDesc desc)
 						 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 		MemoryContextSwitchTo(old);
 	}
-	return DatumGetJsonbP(FunctionCall1(&entry->flinfo, heap_copy_tuple_as_datum(tuple, desc)));
+	return entry;
 }
 
+/* Append the row (or null) as a JSON object. */
 static void
-push_key(JsonbParseState **state, const char *key)
+append_row(StringInfo buf, HeapTuple tuple, TupleDesc desc)
 {
-	JsonbValue	k;
+	RowToJson  *conv;
+	Datum		row;
 
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	(void) pushJsonbValue(state, WJB_KEY, &k);
-}
-
-static void
-push_string(JsonbParseState **state, const char *key, const char *value)
-{
-	JsonbValue	v;
-
-	push_key(state, key);
-	v.type = jbvString;
-	v.val.string.val = (char *) value;
-	v.val.string.len = strlen(value);
-	(void) pushJsonbValue(state, WJB_VALUE, &v);
-}
-
-static void
-push_row(JsonbParseState **state, const char *key, HeapTuple tuple, TupleDesc desc)
-{
-	JsonbValue	v;
-
-	push_key(state, key);
 	if (tuple == NULL)
-		v.type = jbvNull;
-	else
 	{
-		Jsonb	   *row = row_to_jsonb(tuple, desc);
-
-		v.type = jbvBinary;
-		v.val.binary.data = &row->root;
-		v.val.binary.len = VARSIZE(row) - VARHDRSZ;
+		appendStringInfoString(buf, "null");
+		return;
 	}
-	(void) pushJsonbValue(state, WJB_VALUE, &v);
+	conv = row_converter(desc);
+	row = heap_copy_tuple_as_datum(tuple, desc);
+	if (conv->as_text)
+	{
+		text	   *json = DatumGetTextPP(DirectFunctionCall1(row_to_json, row));
+
+		appendBinaryStringInfo(buf, VARDATA_ANY(json), VARSIZE_ANY_EXHDR(json));
+	}
+	else
+		job_append_jsonb_compact(buf, &DatumGetJsonbP(FunctionCall1(&conv->flinfo, row))->root);
 }
 
-/* {"op": ..., "schema": ..., "table": ..., "new": row|null, "old": row|null} */
-static Jsonb *
+/*
+ * {"op": ..., "schema": ..., "table": ..., "new": row|null, "old": row|null}
+ * as compact JSON text
+ */
+static char *
 trigger_kwargs(const char *op, Relation rel, HeapTuple newtup, HeapTuple oldtup)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue *result;
+	StringInfoData buf;
 
-	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	push_string(&state, "op", op);
-	push_string(&state, "schema", get_namespace_name(RelationGetNamespace(rel)));
-	push_string(&state, "table", RelationGetRelationName(rel));
-	push_row(&state, "new", newtup, RelationGetDescr(rel));
-	push_row(&state, "old", oldtup, RelationGetDescr(rel));
-	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	return JsonbValueToJsonb(result);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"op\":");
+	escape_json(&buf, op);
+	appendStringInfoString(&buf, ",\"schema\":");
+	escape_json(&buf, get_namespace_name(RelationGetNamespace(rel)));
+	appendStringInfoString(&buf, ",\"table\":");
+	escape_json(&buf, RelationGetRelationName(rel));
+	appendStringInfoString(&buf, ",\"new\":");
+	append_row(&buf, newtup, RelationGetDescr(rel));
+	appendStringInfoString(&buf, ",\"old\":");
+	append_row(&buf, oldtup, RelationGetDescr(rel));
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
 }
 
 Datum
@@ -139,7 +165,7 @@ jobq_enqueue(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	Trigger    *trigger;
 	Relation	rel;
-	JobSpec		spec;
+	JobSpec		spec = {0};
 	const char *op;
 	HeapTuple	newtup = NULL;
 	HeapTuple	oldtup = NULL;
@@ -195,7 +221,7 @@ jobq_enqueue(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("jobq_enqueue() fires on INSERT, UPDATE or DELETE only")));
 
-	spec.kwargs = trigger_kwargs(op, rel, newtup, oldtup);
+	spec.kwargs_json = trigger_kwargs(op, rel, newtup, oldtup);
 	outbox_insert(&spec, &id, false);
 
 	if (TRIGGER_FIRED_BEFORE(trigdata->tg_event))
