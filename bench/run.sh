@@ -12,6 +12,7 @@
 #   4 latency    commit-to-ready of single-job transactions (bench/lat)
 #   5 trigger    INSERT with the jobq_enqueue row trigger vs without
 #   6 memory     RSS of every jobq process before/after many jobs
+#   7 pgbench    one jobq_put per transaction vs one plain INSERT, 1 and 8 clients
 # Verdicts are informational: exit status is 0 unless something broke.
 # --quick runs the same with small N (a CI smoke run, well under 2 minutes);
 # BENCH_SECTIONS="2" runs only the sections listed.
@@ -28,10 +29,10 @@ source "$(dirname "$0")/../scripts/env.sh"
 
 if [ $QUICK = 1 ]; then
     N_PUT=2000 N_WORK=2000 N_OB=2000 N_LAT=100 LAT_WARM=10 N_TRG=2000
-    N_MEM=20000 MEM_WARM=2000 MEM_BATCH=2000
+    N_MEM=20000 MEM_WARM=2000 MEM_BATCH=2000 PGB_SECS=2
 else
     N_PUT=100000 N_WORK=50000 N_OB=100000 N_LAT=1000 LAT_WARM=50 N_TRG=100000
-    N_MEM=200000 MEM_WARM=10000 MEM_BATCH=10000
+    N_MEM=200000 MEM_WARM=10000 MEM_BATCH=10000 PGB_SECS=8
 fi
 
 BENCH_START=$(date +%s.%N)
@@ -101,7 +102,7 @@ echo "$CONFIG"
 # ---- reporting ----------------------------------------------------------
 
 # BENCH_SECTIONS="2 4" runs only those sections (all by default)
-want() { [[ " ${BENCH_SECTIONS:-1 2 3 4 5 6} " == *" $1 "* ]]; }
+want() { [[ " ${BENCH_SECTIONS:-1 2 3 4 5 6 7} " == *" $1 "* ]]; }
 
 REPORT=()
 hdr=$(printf '%-34s %16s %16s %7s %9s  %s' measurement jobq "raw beanstalkd" ratio target verdict)
@@ -434,6 +435,38 @@ while read -r pid kind; do
         "${ANON[start,$pid]}" "${ANON[mid,$pid]}" "${ANON[end,$pid]}" $(( ${ANON[end,$pid]} - ${ANON[start,$pid]} )))"
 done <<<"$PROCS"
 note "VmRSS includes the shared buffers a process touched; RssAnon is its private heap"
+fi
+
+# ---- 7. pgbench ---------------------------------------------------------
+
+if want 7; then
+
+say "7. pgbench: one jobq_put per transaction vs one plain INSERT per transaction, 1 and 8 clients"
+sql <<'SQL'
+CREATE TABLE bench_pgb_plain (id bigserial PRIMARY KEY, v int);
+SQL
+echo "INSERT INTO bench_pgb_plain (v) VALUES (1);" >"$WORKDIR/pgb_plain.sql"
+echo "SELECT jobq_put('bench_pgb', 'f', '{\"v\": 1}');" >"$WORKDIR/pgb_put.sql"
+chown "$JOBQ_USER" "$WORKDIR"/pgb_*.sql
+# pgb SCRIPT CLIENTS -> tps (excluding connection time) and the transactions done
+pgb() {
+    as_user "$PGBIN/pgbench" -n -h "$WORKDIR" -p "$PGPORT" -U postgres -f "$WORKDIR/$1" \
+        -c "$2" -j 2 -T "$PGB_SECS" "$DBNAME" 2>/dev/null |
+        awk '/number of transactions actually processed/ { split($0, a, ": "); split(a[2], b, "/"); n = b[1] }
+             /^tps/ { t = $3 } END { printf "%.0f %d", t, n }'
+}
+sent=0
+for clients in 1 8; do
+    read -r plain_tps _ <<<"$(pgb pgb_plain.sql $clients)"
+    read -r put_tps put_n <<<"$(pgb pgb_put.sql $clients)"
+    sent=$((sent + put_n))
+    row "7 pgbench jobq_put tps, $clients client(s)" "$put_tps" "$plain_tps ins" \
+        "$(ratio "$put_tps" "$plain_tps")" ">=" 0.8
+done
+sql -c "SELECT bench_wait_ready('bench_pgb', $sent, 300)" >/dev/null
+must "SELECT ready FROM jobq_tubes() WHERE tube = 'bench_pgb'" "$sent"
+note "$PGB_SECS s per run, -j 2; 'raw' column: the same transaction inserting one row into a bigserial table;"
+note "all $sent jobs were in beanstalkd at the end"
 fi
 
 # ---- summary ------------------------------------------------------------
