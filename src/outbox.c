@@ -76,6 +76,10 @@ static Size pending_bytes = 0;
 
 static void outbox_flush(void);
 
+/* jobq.outbox and the identity sequence of its seq column, looked up once */
+static Oid	outbox_relid = InvalidOid;
+static Oid	outbox_seqid = InvalidOid;
+
 /* Called after commit by a backend that wrote outbox rows. */
 static void
 relay_wakeup(void)
@@ -195,6 +199,7 @@ outbox_flush(void)
 	int			col[lengthof(outbox_columns)];
 	MemoryContext flush_cxt;
 	MemoryContext old;
+	Oid			relid;
 	Relation	rel;
 	TupleDesc	desc;
 	EState	   *estate;
@@ -215,13 +220,19 @@ outbox_flush(void)
 	flush_cxt = AllocSetContextCreate(CurrentMemoryContext, "jobq outbox flush",
 									  ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(flush_cxt);
-	rel = table_open(get_relname_relid("outbox", get_namespace_oid("jobq", false)),
-					 RowExclusiveLock);
+	relid = get_relname_relid("outbox", get_namespace_oid("jobq", false));
+	rel = table_open(relid, RowExclusiveLock);
 	/* slots on a copy that is not reference-counted: no resource owner entry per slot */
 	desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	for (int c = 0; c < lengthof(outbox_columns); c++)
 		col[c] = column_index(desc, outbox_columns[c]);
-	seqid = getIdentitySequence(RelationGetRelid(rel), col[0] + 1, false);
+	/* a dropped and re-created extension has another table */
+	if (relid != outbox_relid)
+	{
+		outbox_seqid = getIdentitySequence(relid, col[0] + 1, false);
+		outbox_relid = relid;
+	}
+	seqid = outbox_seqid;
 	estate = CreateExecutorState();
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);

@@ -73,6 +73,7 @@ static BeanstalkConn *conn;
 static ProcessBackoff backoff;	/* static: survives the main loop's longjmp */
 static SPIPlanPtr pick_plan = NULL;
 static SPIPlanPtr take_plan = NULL;
+static bool batch_full = false; /* the last batch stopped at a limit: look again at once */
 
 void
 relay_init_gucs(void)
@@ -151,6 +152,7 @@ pick_batch(void)
 	}
 	if (SPI_execute_plan(pick_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "jobq: reading the outbox failed");
+	batch_full = SPI_processed == BATCH_SIZE;
 	if (SPI_processed == 0)
 		return (Datum) 0;
 	seqs = palloc(sizeof(Datum) * SPI_processed);
@@ -161,7 +163,10 @@ pick_batch(void)
 		int64		len = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
 
 		if (n > 0 && bytes + len > BATCH_BYTES)
+		{
+			batch_full = true;
 			break;
+		}
 		bytes += len;
 		seqs[n++] = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
 	}
@@ -415,7 +420,7 @@ relay_iteration(void)
 	int			n = relay_batch();
 
 	process_succeeded(&backoff, "relay", conn->server);
-	if (n == 0 && TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), PRUNE_EVERY_MS))
+	if (TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), PRUNE_EVERY_MS))
 	{
 		last_prune = GetCurrentTimestamp();
 		prune_expired();
@@ -481,7 +486,14 @@ jobq_relay_main(Datum arg)
 
 		/* table statistics reach autovacuum only when reported (1/s at most) */
 		pgstat_report_stat(false);
-		if (n == 0)
+
+		/*
+		 * A batch that stopped at a limit leaves rows behind: look again at
+		 * once.  Otherwise it took every row committed before the latch was
+		 * reset above, and a commit since then has set it: the wait returns
+		 * at once if there is more, without a transaction to find nothing.
+		 */
+		if (n == 0 || !batch_full)
 			relay_wait();
 	}
 }
