@@ -246,6 +246,7 @@ for kind in insert noop fail10; do
 done
 note "clock: from un-pausing the tube (all $N_WORK jobs ready) until none is ready, reserved or delayed;"
 note "jobq.batch_size=$(sql -c 'SHOW jobq.batch_size'); raw: bs_raw preserve, 1000 reserves then 1000 deletes a write"
+sql -c "DELETE FROM jobq.failed WHERE tube = 'bench_fail10'" >/dev/null
 fi
 
 # ---- 3. outbox ----------------------------------------------------------
@@ -418,7 +419,7 @@ sql -c "SELECT bench_wait_count('bench_mem_t', $N_MEM, 900)" >/dev/null
 t1=$(date +%s.%N)
 sample end
 must "SELECT count(*) FROM bench_mem_t" "$N_MEM"
-must "SELECT count(*) FROM jobq.failed" 0
+must "SELECT count(*) FROM jobq.failed WHERE tube = 'bench_mem'" 0
 MEM_RATE=$(rate $((N_MEM - MEM_WARM)) "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
 note "$((N_MEM - MEM_WARM)) jobs after a warm-up of $MEM_WARM, at $MEM_RATE jobs/s end to end (jobq_put -> relay -> workers)"
 note "samples: start (after $MEM_WARM jobs), mid (after $MEM_MID), end (after $N_MEM); kB"

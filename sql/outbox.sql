@@ -142,7 +142,7 @@ SELECT wait_for($$SELECT count(*) = 2 FROM results WHERE func = 'record_n'$$);
 -- everything committed is sent and run: what ran is all that will
 SELECT wait_for($$SELECT NOT EXISTS (SELECT FROM jobq.outbox WHERE tube = 't_ob_run')
                    AND (SELECT ready + reserved FROM jobq_tubes() WHERE tube = 't_ob_run') = 0$$);
-SELECT array_agg((args->>'n')::int ORDER BY 1) AS ran FROM results WHERE func = 'record_n';
+SELECT array_agg((args->>'n')::int ORDER BY (args->>'n')::int) AS ran FROM results WHERE func = 'record_n';
 
 -- the relay reports itself
 SELECT state, succeeded >= 10 AS sent FROM jobq.workers WHERE kind = 'relay';

@@ -51,3 +51,27 @@ INSERT INTO bad VALUES (1);
 DROP TRIGGER bad_json ON bad;
 SELECT jobq_enqueue();
 SELECT count(*) AS nothing_queued FROM jobq.outbox;
+
+-- the row goes to JSON once, straight into the body; a json column (even
+-- one added after the trigger first ran) goes through jsonb, so that no
+-- body carries the duplicate keys a json value may hold
+CREATE TABLE j_rows (id int, v text);
+CREATE TRIGGER j_rows_jobs AFTER INSERT ON j_rows
+    FOR EACH ROW EXECUTE FUNCTION jobq_enqueue('t_trg_json', 'f');
+INSERT INTO j_rows VALUES (1, 'plain "quoted" \ text');
+ALTER TABLE j_rows ADD COLUMN j json;
+INSERT INTO j_rows VALUES (2, 'with json', '{"a": 1, "a": 2}');
+SELECT wait_for($$SELECT ready = 2 FROM jobq_tubes() WHERE tube = 't_trg_json'$$);
+CREATE FUNCTION peek_all(t text) RETURNS TABLE (kwargs jsonb, dup_keys bool) LANGUAGE plpgsql AS $$
+DECLARE r record;
+BEGIN
+    LOOP
+        SELECT * INTO r FROM jobq_peek_ready(t);
+        EXIT WHEN r.id IS NULL;
+        kwargs := r.body->'kwargs';
+        dup_keys := position('"a":1' IN convert_from(r.raw, 'UTF8')) > 0;
+        RETURN NEXT;
+        PERFORM jobq_delete(r.id);
+    END LOOP;
+END $$;
+SELECT * FROM peek_all('t_trg_json');

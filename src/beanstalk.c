@@ -353,6 +353,7 @@ bs_connect(BeanstalkConn *conn)
 	MemoryContext old;
 
 	Assert(conn->fd == PGINVALID_SOCKET);
+	conn->generation++;
 	if (conn->host[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1344,6 +1345,14 @@ void
 bs_touch_disarm(BeanstalkConn *conn)
 {
 	conn->touch_armed = false;
+}
+
+/* the same touches again, after bs_drain_pending */
+void
+bs_touch_rearm(BeanstalkConn *conn)
+{
+	Assert(conn->touch_rem == 0);
+	conn->touch_armed = conn->touch_n > 0 && conn->touch_cmd != NULL;
 }
 
 void

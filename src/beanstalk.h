@@ -28,6 +28,7 @@ typedef struct BeanstalkConn
 	char		host[BS_MAX_SERVER];
 	char		port[16];
 	pgsocket	fd;
+	uint64		generation;		/* bumped by every connect: reservations are per connection */
 	WaitEventSet *wes;			/* latch, postmaster death, socket */
 	bool		in_flight;		/* sent a request whose reply was not consumed */
 	bool		reused;			/* opened by an earlier request */
@@ -127,6 +128,7 @@ extern void bs_queue_bury(BeanstalkConn *conn, uint64 id, uint64 pri);
 extern BsStatus bs_read_settle_reply(BeanstalkConn *conn, BsSettle what);
 extern void bs_touch_arm(BeanstalkConn *conn, const uint64 *ids, int n);
 extern void bs_touch_disarm(BeanstalkConn *conn);
+extern void bs_touch_rearm(BeanstalkConn *conn);
 extern void bs_send_raw_touch(BeanstalkConn *conn);
 extern void bs_drain_pending(BeanstalkConn *conn);
 

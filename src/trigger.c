@@ -47,9 +47,27 @@ PG_FUNCTION_INFO_V1(jobq_enqueue);
 typedef struct RowToJson
 {
 	Oid			rowtype;		/* hash key */
+	int			natts;			/* the columns as_text was decided for */
+	Oid		   *types;			/* (ALTER TABLE keeps the row type's OID) */
 	bool		as_text;		/* row_to_json will do */
 	FmgrInfo	flinfo;			/* to_jsonb otherwise */
 } RowToJson;
+
+/* whether the entry was made for this tuple descriptor's columns */
+static bool
+row_converter_current(const RowToJson *entry, TupleDesc desc)
+{
+	if (entry->natts != desc->natts)
+		return false;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (entry->types[i] != (att->attisdropped ? InvalidOid : att->atttypid))
+			return false;
+	}
+	return true;
+}
 
 static HTAB *row_converters = NULL;
 
@@ -89,15 +107,23 @@ row_converter(TupleDesc desc)
 		row_converters = hash_create("jobq trigger row types", 16, &ctl, HASH_ELEM | HASH_BLOBS);
 	}
 	entry = hash_search(row_converters, &desc->tdtypeid, HASH_ENTER, &found);
+	if (found && !row_converter_current(entry, desc))
+	{
+		pfree(entry->types);
+		found = false;
+	}
 	if (!found)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
 		entry->as_text = true;
+		entry->natts = desc->natts;
+		entry->types = palloc(sizeof(Oid) * Max(desc->natts, 1));
 		for (int i = 0; i < desc->natts; i++)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, i);
 
+			entry->types[i] = att->attisdropped ? InvalidOid : att->atttypid;
 			if (!att->attisdropped && !type_json_safe(att->atttypid))
 				entry->as_text = false;
 		}

@@ -182,9 +182,11 @@ SELECT lo_create(424242);
 ALTER LARGE OBJECT 424242 OWNER TO alice;
 SELECT lo_put(424242, 0, 'alice secret');
 CREATE FUNCTION alice_opens(c text, k int) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE cur refcursor := 'alice_cur';
 BEGIN
     PERFORM lo_open(424242, 262144);           -- INV_READ: descriptor 0
     CREATE TEMP TABLE alice_tmp AS SELECT 'alice temp' AS v;
+    OPEN cur FOR SELECT v FROM alice_tmp;      -- left open on her temp table
     INSERT INTO public.effects (c, k, note) VALUES (c, k, 'opened');
 END $$;
 CREATE FUNCTION bob_reads(c text, k int) RETURNS void LANGUAGE plpgsql AS $$
@@ -198,6 +200,15 @@ BEGIN
     BEGIN
         EXECUTE 'SELECT v FROM pg_temp.alice_tmp' INTO got;
         got := got || ' / read temp';
+    EXCEPTION WHEN others THEN
+        got := got || ' / ' || SQLSTATE;
+    END;
+    DECLARE
+        v text;
+        cur refcursor := 'alice_cur';
+    BEGIN
+        FETCH cur INTO v;
+        got := got || ' / fetched ' || coalesce(v, 'nothing');
     EXCEPTION WHEN others THEN
         got := got || ' / ' || SQLSTATE;
     END;
@@ -222,8 +233,10 @@ SELECT count(*) FROM effects b JOIN effects a USING (c, xid)
 }), '>=', 1, 'case 3: bob jobs ran after alice jobs in the same transaction');
 	is(sql_ok($node,
 			"SELECT string_agg(DISTINCT note, ',') FROM effects WHERE c = 'case3' AND who = 'bob'"),
-		'42704 / 42P01',
-		"case 3: bob's jobs found neither alice's large object descriptor nor her temp table");
+		'42704 / 42P01 / 34000',
+		"case 3: bob's jobs found neither alice's large object descriptor, nor her temp table, nor her cursor");
+	is(sql_ok($node, "SELECT count(*) FROM jobq.failed WHERE tube = 'b_roles'"), '0',
+		"case 3: alice's jobs, which leave a cursor open on a temp table, did not fail");
 }
 
 ###########################################################################

@@ -108,12 +108,16 @@ static List *lookups = NIL;
 static LocalTransactionId lookups_lxid = InvalidLocalTransactionId;
 static Oid	handlers_relid = InvalidOid;
 static bool lookups_callback = false;
+static uint64 lookups_generation = 0;	/* bumped by every invalidation */
 
 static void
 handlers_changed_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == handlers_relid)
+	{
 		lookups_lxid = InvalidLocalTransactionId;
+		lookups_generation++;
+	}
 }
 
 static Lookup *
@@ -171,6 +175,8 @@ bool
 dispatch_lookup(const char *tube, const char *func_name, Handler *h)
 {
 	Lookup	   *cached = lookup_cached(tube, func_name);
+	uint64		generation = lookups_generation;
+	bool		found;
 
 	if (cached != NULL)
 	{
@@ -178,13 +184,11 @@ dispatch_lookup(const char *tube, const char *func_name, Handler *h)
 			*h = cached->h;
 		return cached->found;
 	}
-	if (!dispatch_lookup_uncached(tube, func_name, h))
-	{
-		lookup_remember(tube, func_name, false, NULL);
-		return false;
-	}
-	lookup_remember(tube, func_name, true, h);
-	return true;
+	found = dispatch_lookup_uncached(tube, func_name, h);
+	/* not what an invalidation during the read made stale */
+	if (generation == lookups_generation)
+		lookup_remember(tube, func_name, found, h);
+	return found;
 }
 
 static bool
@@ -214,7 +218,10 @@ dispatch_lookup_uncached(const char *tube, const char *func_name, Handler *h)
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "jobq: handler lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
 		return false;
+	}
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -229,6 +236,7 @@ dispatch_lookup_uncached(const char *tube, const char *func_name, Handler *h)
 	h->timeout_ms = isnull ? 0 : interval_ms(d);
 	h->registered_by = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
 	h->registered_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
+	SPI_freetuptable(SPI_tuptable);
 	return true;
 }
 
@@ -532,6 +540,8 @@ call_function(Oid fn, Jsonb *kwargs)
 	rc = SPI_execute_plan(plan, args.values, args.nulls, false, 1);
 	if (rc < 0)
 		elog(ERROR, "jobq: handler call failed: %s", SPI_result_code_string(rc));
+	/* its result, however big, is not kept for the rest of the batch */
+	SPI_freetuptable(SPI_tuptable);
 	if (!kept)
 		SPI_freeplan(plan);
 }

@@ -48,6 +48,7 @@
 #include "nodes/makefuncs.h"
 #include "pgstat.h"
 #include "storage/lock.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -71,6 +72,7 @@
 #include "worker.h"
 
 #define MIN_TOUCH_MS		500
+#define TOUCH_DRAIN_REPLIES	2000	/* about 20 kB of TOUCHED waiting to be read */
 #define HARD_LIMIT_GRACE_MS	5000	/* past its time limit, a handler that
 										 * swallowed the cancel ends the worker */
 /* what a handler's search_path starts as; functions pin their own with SET */
@@ -86,6 +88,7 @@ static SPIPlanPtr done_plan = NULL;
 /* the touch timer sends touches of the batch's jobs (bs_touch_arm) */
 static TimeoutId touch_timeout = MAX_TIMEOUTS;
 static bool touch_on = false;
+static int	touch_every = 0;		/* ms */
 static TimestampTz touch_until = DT_NOEND;	/* none past a handler's time limit */
 static TimeoutId hard_limit_timeout = MAX_TIMEOUTS;
 
@@ -194,10 +197,30 @@ job_touch_start(const BatchJob *jobs, int n)
 	pfree(ids);
 	every = (int) Min(Max(min_ttr / 2, MIN_TOUCH_MS), (uint64) INT_MAX);
 	touch_until = DT_NOEND;
+	touch_every = every;
 	enable_timeout_every(touch_timeout,
 						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), every),
 						 every);
 	touch_on = true;
+}
+
+/*
+ * Between jobs: the replies to the batch's touches are read only when it
+ * settles; before they fill the socket buffers (a long batch of many jobs),
+ * read them, with the timer off so that its handler does not count along.
+ */
+void
+job_touch_drain(void)
+{
+	if (!touch_on || conn->pending < TOUCH_DRAIN_REPLIES)
+		return;
+	disable_timeout(touch_timeout, false);
+	bs_touch_disarm(conn);
+	bs_drain_pending(conn);
+	bs_touch_rearm(conn);
+	enable_timeout_every(touch_timeout,
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), touch_every),
+						 touch_every);
 }
 
 void
@@ -375,7 +398,8 @@ timers_stop(void)
  * Read the INITIALLY DEFERRED constraints (temporary ones aside: a job's
  * own are dropped with it, and other sessions' are none of ours), and
  * whether each (schema, name) names only such constraints: SET CONSTRAINTS
- * acts on every constraint of that name in the schema.
+ * acts on every deferrable constraint of that name in the schema, and fails
+ * on a non-deferrable one.
  */
 static void
 read_initially_deferred(void)
@@ -387,8 +411,7 @@ read_initially_deferred(void)
 	rc = SPI_execute("SELECT n.nspname, c.conname, pg_catalog.bool_and(c.condeferred) "
 					 "FROM pg_catalog.pg_constraint c "
 					 "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.connamespace "
-					 "WHERE c.condeferrable "
-					 "AND n.nspname OPERATOR(pg_catalog.!~) '^pg_(toast_)?temp_' "
+					 "WHERE n.nspname OPERATOR(pg_catalog.!~) '^pg_(toast_)?temp_' "
 					 "GROUP BY 1, 2 HAVING pg_catalog.bool_or(c.condeferred)",
 					 true, 0);
 	if (rc != SPI_OK_SELECT)
@@ -427,6 +450,14 @@ read_initially_deferred(void)
 bool
 job_may_share_xact(void)
 {
+	/*
+	 * Past PGPROC_MAX_CACHED_SUBXIDS subtransaction xids, every snapshot in
+	 * the cluster has to look into pg_subtrans: leave room for the next job
+	 * and the subtransactions of its handler.
+	 */
+	if (MyProc->subxidStatus.overflowed ||
+		MyProc->subxidStatus.count >= PGPROC_MAX_CACHED_SUBXIDS - 16)
+		return false;
 	if (!deferred_valid)
 		read_initially_deferred();
 	return deferred_exact;
@@ -486,11 +517,12 @@ call_restricted(const Handler *h, const JobBody *body, uint64 ttr_ms)
 static void
 session_reset(void)
 {
+	PortalHashTableDeleteAll(); /* cursors, WITH HOLD ones included: first,
+								 * they may hold temp tables open */
 	LockReleaseSession(USER_LOCKMETHOD);	/* session advisory locks */
 	ResetSequenceCaches();		/* lastval() */
 	ResetTempTableNamespace();
 	DropAllPreparedStatements();
-	PortalHashTableDeleteAll(); /* cursors, WITH HOLD ones included */
 	Async_UnlistenAll();
 	AtEOXact_LargeObject(true); /* open descriptors, as at commit */
 }
@@ -528,6 +560,10 @@ run_handler(BatchJob *bj, const JobBody *body, bool first_in_xact)
 		/* a second delivery of a job done already is just deleted */
 		if (!body->has_id || record_done(body))
 			call_restricted(&h, body, bj->facts.ttr_ms);
+		/* a time limit that struck after the handler's last check is its own */
+		CHECK_FOR_INTERRUPTS();
+		/* what the handler left fails this job only, if it cannot be undone */
+		session_reset();
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(ctx);
 		CurrentResourceOwner = owner;
@@ -547,9 +583,10 @@ run_handler(BatchJob *bj, const JobBody *body, bool first_in_xact)
 		set_outcome_error(out, edata);
 		FreeErrorData(edata);
 		out->ok = false;
+		/* the rollback took the subtransaction's objects; the rest goes now */
+		session_reset();
 	}
 	PG_END_TRY();
-	session_reset();
 }
 
 /* The body is untrusted: any failure to read it is the job's, not ours. */
@@ -629,6 +666,13 @@ job_run(BatchJob *bj, bool first_in_xact)
 
 	memset(&bj->out, 0, sizeof(bj->out));
 	bj->final_failure = false;
+
+	/*
+	 * Catalog changes committed since the last job (a registration, a
+	 * REVOKE, a role membership): the batch's transaction already holds the
+	 * locks whose taking would have read them.
+	 */
+	AcceptInvalidationMessages();
 	if (!admit_job(bj, &body, &decoded))
 		slot_set_state(my_slot, JOBQ_STATE_REJECTING, NULL, NULL, bj->job.id);
 	else

@@ -66,6 +66,8 @@ static MemoryContext batch_cxt[2];
 static int	batch_cur = 0;
 static BatchJob *next_jobs = NULL;
 static int	next_n = 0;
+static uint64 next_conn_generation = 0;	/* the connection that reserved them */
+static char worker_name[32];
 
 /* batch sizing */
 static int	batch_next = 1;		/* what the next batch asks for, at most */
@@ -349,6 +351,7 @@ settle_jobs(BatchJob *jobs, int n, int prefetch)
 		old = MemoryContextSwitchTo(next);
 		next_jobs = palloc0(sizeof(BatchJob) * prefetch);
 		next_n = read_reserved(next_jobs, prefetch);
+		next_conn_generation = conn->generation;
 		MemoryContextSwitchTo(old);
 	}
 }
@@ -400,6 +403,7 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 			if (!jobs[i].gone)
 			{
 				MemoryContextSwitchTo(ctx); /* SPI leaves its own current */
+				job_touch_drain();
 				job_run(&jobs[i], false);
 				ran++;
 			}
@@ -453,6 +457,9 @@ worker_iteration(void)
 		}
 	}
 	want = batch_want();
+	/* a connection opened since (a silent reconnect) gave them back */
+	if (next_n > 0 && (!bs_connected(conn) || conn->generation != next_conn_generation))
+		next_n = 0;
 	if (next_n > 0)
 	{
 		/* reserved while the last batch was settled */
@@ -486,6 +493,7 @@ jobq_worker_main(Datum arg)
 	MemoryContext loop_ctx;
 
 	my_slot = DatumGetInt32(arg);
+	snprintf(worker_name, sizeof(worker_name), "worker %d", my_slot);
 	worker_startup(my_slot, psprintf("jobq worker %d", my_slot));
 
 	conn = MemoryContextAllocZero(TopMemoryContext, sizeof(BeanstalkConn));
@@ -510,12 +518,13 @@ jobq_worker_main(Datum arg)
 		PG_TRY();
 		{
 			worker_iteration();
-			process_succeeded(&backoff, psprintf("worker %d", my_slot), conn->server);
+			process_succeeded(&backoff, worker_name, conn->server);
 		}
 		PG_CATCH();
 		{
 			job_touch_stop();
-			process_recover(my_slot, psprintf("worker %d", my_slot), &backoff);
+			/* not psprintf here: this is ErrorContext, which the recovery resets */
+			process_recover(my_slot, worker_name, &backoff);
 			bs_close(conn);
 			watch_set_valid = false;
 			next_n = 0;

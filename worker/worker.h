@@ -74,6 +74,7 @@ extern int	jobq_batch_size;
 
 extern void job_run_init(int slot, BeanstalkConn *conn);
 extern void job_touch_start(const BatchJob *jobs, int n);
+extern void job_touch_drain(void);
 extern void job_touch_stop(void);
 extern bool job_may_share_xact(void);
 extern void job_run(BatchJob *bj, bool first_in_xact);
