@@ -95,6 +95,7 @@ interval_ms(Datum d)
  * takes one).  Memory: TopTransactionContext.
  */
 #define LOOKUPS_MAX	64
+#define DISPATCH_KEEP_RESULT_BYTES	8192
 
 typedef struct Lookup
 {
@@ -540,8 +541,13 @@ call_function(Oid fn, Jsonb *kwargs)
 	rc = SPI_execute_plan(plan, args.values, args.nulls, false, 1);
 	if (rc < 0)
 		elog(ERROR, "jobq: handler call failed: %s", SPI_result_code_string(rc));
-	/* its result, however big, is not kept for the rest of the batch */
-	SPI_freetuptable(SPI_tuptable);
+	/*
+	 * A big result is not kept for the rest of the batch; a small one goes
+	 * at commit (freeing each costs more than keeping a batch's worth).
+	 */
+	if (SPI_tuptable != NULL && SPI_processed > 0 &&
+		SPI_tuptable->vals[0]->t_len > DISPATCH_KEEP_RESULT_BYTES)
+		SPI_freetuptable(SPI_tuptable);
 	if (!kept)
 		SPI_freeplan(plan);
 }

@@ -64,7 +64,7 @@ typedef struct BatchJob
 	bool		final_failure;	/* buried, and recorded in jobq.failed */
 } BatchJob;
 
-#define JOBQ_DEFAULT_BATCH_SIZE	50
+#define JOBQ_DEFAULT_BATCH_SIZE	32
 #define JOBQ_MAX_BATCH_SIZE		1000
 
 /* job_run.c */
