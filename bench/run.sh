@@ -41,6 +41,9 @@ echo "command: $0 $* (as $(id -un) on $(hostname), $(nproc) CPUs, $(date -u +%FT
 # our exit status survives env.sh's cleanup; on failure show the server log
 on_exit() {
     local rc=$?
+    # errexit would end the handler at "(exit $rc)" below, before cleanup
+    # stops the servers
+    set +e
     if [ $rc -ne 0 ] && [ -n "${WORKDIR:-}" ] && [ -f "$WORKDIR/postgres.log" ]; then
         echo "bench failed (status $rc); last lines of the PostgreSQL log:" >&2
         tail -30 "$WORKDIR/postgres.log" >&2

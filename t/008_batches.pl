@@ -278,17 +278,17 @@ SELECT count(jobq_put_now('b_rec', 'rec',
 
 ###########################################################################
 # 5. committed, then killed before the deletes: the batch's first job stops
-#    beanstalkd (SIGSTOP) and sleeps past a touch of the batch, whose
-#    replies cannot come; the batch commits, and its deletes wait behind
-#    them.  The worker is killed then; the jobs are still in beanstalkd, and
+#    beanstalkd (SIGSTOP) and sleeps 3.5 s, past the batch's first touch
+#    (ttr 5 s: at 2.5 s), whose replies cannot come; the batch commits, and
+#    its deletes wait behind them.  The worker is killed then; the jobs are still in beanstalkd, and
 #    when they come back each is dropped as done
 {
 	my $logpos = -s $node->logfile;
 	reset_sleeper();
 	put_paused('b_slow', qq{
 SELECT count(jobq_put_now('b_slow', 'rec',
-         jsonb_build_object('c', 'case5', 'k', k, 'secs', 1.6, 'sleep_at', 1, 'stop_pid', $bs),
-         ttr => '3 s'))
+         jsonb_build_object('c', 'case5', 'k', k, 'secs', 3.5, 'sleep_at', 1, 'stop_pid', $bs),
+         ttr => '5 s'))
   FROM generate_series(1, 12) k;
 });
 	ok(wait_for($node, "SELECT count(*) >= 1 FROM effects WHERE c = 'case5'", 30),
