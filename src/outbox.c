@@ -28,6 +28,7 @@
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/sequence.h"
 #include "executor/executor.h"
 #include "fmgr.h"
@@ -309,6 +310,18 @@ outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id)
 				(errmsg("jobq's relay is not running: jobs stay in jobq.outbox"),
 				 errdetail("The jobs will be sent to beanstalkd once the relay runs."),
 				 errhint("Add jobq to shared_preload_libraries and restart the server.")));
+		warned_no_relay = true;
+	}
+	else if (!warned_no_relay && jobq_database != NULL &&
+			 strcmp(jobq_database, get_database_name(MyDatabaseId)) != 0)
+	{
+		ereport(WARNING,
+				(errmsg("jobq's relay serves database \"%s\", not this one: jobs stay in jobq.outbox",
+						jobq_database),
+				 errdetail("Nothing sends the jobs of database \"%s\" to beanstalkd.",
+						   get_database_name(MyDatabaseId)),
+				 errhint("Set jobq.database to this database and restart the server, or enqueue from database \"%s\".",
+						 jobq_database)));
 		warned_no_relay = true;
 	}
 	/* the heap insert comes later, and checks nothing of this */

@@ -72,5 +72,24 @@ PREPARE TRANSACTION 'jobq_009';
 	is(sql_ok($node, "SELECT count(*) FROM jobq.outbox"), '0', 'case 2: the outbox is empty');
 }
 
+###########################################################################
+# 3. a database the relay does not serve: jobq_put says so, with the
+#    setting to change, once per session
+{
+	sql_ok($node, 'CREATE DATABASE other');
+	my ($rc, $out, $err) = query($node, 'CREATE EXTENSION jobq', db => 'other');
+	is($rc, 0, 'case 3: the extension installs in another database');
+	($rc, $out, $err) = query($node,
+		"SELECT jobq_put('t_other', 'f') IS NOT NULL; SELECT jobq_put('t_other', 'f') IS NOT NULL;",
+		db => 'other');
+	is($rc, 0, 'case 3: jobq_put works there');
+	like($err, qr/WARNING:  jobq's relay serves database "postgres", not this one: jobs stay in jobq.outbox/,
+		'case 3: it warns that nothing sends the jobs');
+	like($err, qr/HINT:  Set jobq.database to this database/, 'case 3: ... naming the setting');
+	is(scalar(() = $err =~ /WARNING/g), 1, 'case 3: once per session');
+	($rc, $out, $err) = query($node, "SELECT jobq_put('t_served', 'f') IS NOT NULL");
+	unlike($err, qr/WARNING/, 'case 3: no warning in the database the relay serves');
+}
+
 $node->stop('fast');
 done_testing();
