@@ -14,7 +14,10 @@
  *	   job of the batch touched each half of the shortest ttr among them, so
  *	   none is given to another worker while the ones before it run
  *	5. commit, then one pipelined write: delete each job that ran, release
- *	   with back-off one that failed, bury one that failed for the last time
+ *	   with back-off one that failed, bury one that failed for the last time;
+ *	   when the batch came back full, the same write reserves the next batch
+ *	   (steps 1 and 2 are then skipped: under load a batch costs the round
+ *	   trip of its stats and that of its settling)
  * A crash between 5's commit and deletes redelivers the jobs, and job_run
  * drops each as done already (jobq.done): effects inside PostgreSQL happen
  * once.
@@ -22,9 +25,11 @@
  * A job reserved before (beanstalkd's reserve count above one) runs in a
  * transaction of its own: it failed, or a worker ended while it ran, maybe
  * because of it (a handler that catches its cancel past the hard limit, a
- * crash); the jobs that shared its batch must not pay again.  The batch
- * adapts: it grows while batches come back full, and holds no more jobs than
- * the average run time fits twice into the shortest ttr seen.
+ * crash); the jobs that shared its batch must not pay again.  A transaction
+ * also ends when its subtransaction xids near PGPROC_MAX_CACHED_SUBXIDS
+ * (job_may_share_xact).  The batch adapts: it grows while batches come back
+ * full, and holds no more jobs than the average run time fits twice into
+ * the shortest ttr seen.
  */
 #include "postgres.h"
 
