@@ -213,17 +213,21 @@ batch_rows(int n)
 }
 
 /*
- * Queue a use (when the tube changes) and a put for every row, and send
- * them in one write.  A row over the server's max-job-size is not sent:
+ * Queue a use (when the tube changes, also from the last batch: the tube in
+ * use is a connection's, start_tube says which it was) and a put for every
+ * row, and send them in one write.  A row over the server's max-job-size is not sent:
  * the server would swallow it only to say JOB_TOO_BIG, and one too big for
  * our own buffers would fail the batch for ever.
  */
 static void
-send_batch(OutboxRow *rows, int n, int64 max_size)
+send_batch(OutboxRow *rows, int n, int64 max_size, char *start_tube)
 {
-	char		tube[BS_MAX_NAME + 1] = "";
+	char		tube[BS_MAX_NAME + 1];
 
 	bs_pipeline_begin(conn);
+	/* the connection keeps the tube in use from batch to batch */
+	strlcpy(tube, conn->used_tube, sizeof(tube));
+	strlcpy(start_tube, tube, BS_MAX_NAME + 1);
 	for (int i = 0; i < n; i++)
 	{
 		rows[i].too_big = (int64) VARSIZE_ANY_EXHDR(rows[i].body) > max_size;
@@ -279,9 +283,12 @@ read_put_outcome(const OutboxRow *row)
  * sent; counts what went in and what was refused.
  */
 static void
-read_batch_replies(const OutboxRow *rows, int n, int64 max_size, int *sent, int *rejected)
+read_batch_replies(const OutboxRow *rows, int n, int64 max_size, const char *start_tube,
+				   int *sent, int *rejected)
 {
-	char		tube[BS_MAX_NAME + 1] = "";
+	char		tube[BS_MAX_NAME + 1];
+
+	strlcpy(tube, start_tube, sizeof(tube));
 
 	for (int i = 0; i < n; i++)
 	{
@@ -318,6 +325,7 @@ relay_batch(void)
 	int			sent = 0;
 	int			rejected = 0;
 	int64		max_size;
+	char		start_tube[BS_MAX_NAME + 1];
 
 	process_xact_begin();
 	n = take_batch();
@@ -334,8 +342,8 @@ relay_batch(void)
 	max_size = bs_max_job_size(conn);
 	pg_atomic_write_u64(&jobq_shared->max_job_size, (uint64) max_size);
 
-	send_batch(rows, n, max_size);
-	read_batch_replies(rows, n, max_size, &sent, &rejected);
+	send_batch(rows, n, max_size, start_tube);
+	read_batch_replies(rows, n, max_size, start_tube, &sent, &rejected);
 	process_xact_end();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	slot_add_counts(RELAY_SLOT, sent, rejected);
