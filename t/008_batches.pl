@@ -45,20 +45,15 @@ BEGIN
 END $$;
 
 -- inserts, then the sleep_at-th call since sleep_once was reset sleeps
--- secs, after it stopped the process stop_pid (SIGSTOP) if one is given;
--- sleep_off is committed before a worker is killed (the crash may take back
--- sleep_once's unflushed increments, not that)
-CREATE FUNCTION rec(c text, k int, secs float DEFAULT 0, sleep_at int DEFAULT 0,
-                    stop_pid int DEFAULT 0)
+-- secs; sleep_off is committed before a worker is killed (the crash may
+-- take back sleep_once's unflushed increments, not that)
+CREATE FUNCTION rec(c text, k int, secs float DEFAULT 0, sleep_at int DEFAULT 0)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM nextval('public.runs');
     INSERT INTO public.effects (c, k) VALUES (c, k);
     IF secs > 0 AND nextval('public.sleep_once') = sleep_at
        AND NOT (SELECT off FROM public.sleep_off) THEN
-        IF stop_pid > 0 THEN
-            EXECUTE format('COPY (SELECT) TO PROGRAM %L', 'kill -STOP ' || stop_pid);
-        END IF;
         PERFORM pg_sleep(secs);
     END IF;
 END $$;
@@ -277,23 +272,35 @@ SELECT count(jobq_put_now('b_rec', 'rec',
 }
 
 ###########################################################################
-# 5. committed, then killed before the deletes: the batch's first job stops
-#    beanstalkd (SIGSTOP) and sleeps 3.5 s, past the batch's first touch
-#    (ttr 5 s: at 2.5 s), whose replies cannot come; the batch commits, and
-#    its deletes wait behind them.  The worker is killed then; the jobs are still in beanstalkd, and
-#    when they come back each is dropped as done
+# 5. committed, then killed before the deletes: the batch's first job
+#    sleeps 3.5 s; while it sleeps, beanstalkd is stopped (SIGSTOP), before
+#    the batch's first touch (ttr 5 s: at 2.5 s), whose replies cannot come;
+#    the batch commits, and its deletes wait behind them.  The worker is
+#    killed then; the jobs are still in beanstalkd, and when they come back
+#    each is dropped as done
 {
 	my $logpos = -s $node->logfile;
 	reset_sleeper();
-	put_paused('b_slow', qq{
+	put_paused('b_slow', q{
 SELECT count(jobq_put_now('b_slow', 'rec',
-         jsonb_build_object('c', 'case5', 'k', k, 'secs', 3.5, 'sleep_at', 1, 'stop_pid', $bs),
-         ttr => '5 s'))
+         jsonb_build_object('c', 'case5', 'k', k, 'secs', 3.5, 'sleep_at', 1), ttr => '5 s'))
   FROM generate_series(1, 12) k;
 });
+	ok(wait_for($node,
+			"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'jobq: rec on tube b_slow%' AND wait_event = 'PgSleep'",
+			30),
+		'case 5: the first job of the batch sleeps')
+	  or diag(sql_ok($node, "SELECT string_agg(coalesce(last_error, '-'), ' | ') FROM jobq.workers"));
+	my $held = bs_stats($port, 'stats-tube b_slow')->{'current-jobs-reserved'};
+	cmp_ok($held, '>=', 2, "case 5: the batch holds $held jobs");
+	bs_signal($bs, 'STOP');
 	ok(wait_for($node, "SELECT count(*) >= 1 FROM effects WHERE c = 'case5'", 30),
-		'case 5: the batch committed');
+		'case 5: the batch committed, beanstalkd stopped');
 	my $committed = counts('case5');
+	note('case 5: committed ' . sql_ok($node,
+			"SELECT string_agg(k || ':' || xid, ' ' ORDER BY k) FROM effects WHERE c = 'case5'")
+		  . '; failed: ' . sql_ok($node,
+			"SELECT coalesce(string_agg(message, ' | '), 'none') FROM jobq.failed WHERE tube = 'b_slow'"));
 	like($committed, qr/^([2-9]|1[0-2])\/\g1$/, "case 5: $committed jobs committed in the batch");
 	ok(sql_ok($node, "SELECT count(DISTINCT xid) = 1 FROM effects WHERE c = 'case5'") eq 't',
 		'case 5: ... in one transaction');
@@ -305,7 +312,10 @@ SELECT count(jobq_put_now('b_slow', 'rec',
 	$node->stop('fast');
 	bs_signal($bs, 'CONT');
 	my $st = bs_stats($port, 'stats-tube b_slow');
-	is($st->{'current-jobs-ready'} + $st->{'current-jobs-reserved'}, 12,
+	note('case 5: b_slow after CONT: ' . join(', ', map { "$_=$st->{$_}" }
+		  grep { /^current-jobs|^cmd-delete/ } sort keys %$st));
+	is($st->{'current-jobs-ready'} + $st->{'current-jobs-reserved'}
+		  + $st->{'current-jobs-delayed'} + $st->{'current-jobs-buried'}, 12,
 		'case 5: all 12 jobs are still in beanstalkd: no delete reached it');
 	$node->start;
 	ok(wait_workers($node, 60, 1), 'case 5: the worker is back');

@@ -444,12 +444,32 @@ read_initially_deferred(void)
 }
 
 /*
- * Whether another job may join the current transaction: only if its
- * constraints can start from their defaults (see job_restore_constraints).
+ * The job before this one in the transaction ended with SET CONSTRAINTS
+ * ALL IMMEDIATE; SET CONSTRAINTS ... DEFERRED of the initially deferred
+ * ones makes every constraint behave as at the start of a transaction.
+ */
+static void
+job_restore_constraints(void)
+{
+	ConstraintsSetStmt deferred = {.type = T_ConstraintsSetStmt,.deferred = true};
+
+	deferred.constraints = initially_deferred;
+	AfterTriggerSetState(&deferred);
+}
+
+/*
+ * Whether another job may join the current transaction, which a job has
+ * run in; if so, its constraints now start from their defaults.  A restore
+ * that fails (a constraint dropped meanwhile) only means no: it runs in a
+ * subtransaction of its own, and the job gets a new transaction.
  */
 bool
 job_may_share_xact(void)
 {
+	MemoryContext ctx = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool restored = true;
+
 	/*
 	 * Past PGPROC_MAX_CACHED_SUBXIDS subtransaction xids, every snapshot in
 	 * the cluster has to look into pg_subtrans: leave room for the next job
@@ -460,25 +480,30 @@ job_may_share_xact(void)
 		return false;
 	if (!deferred_valid)
 		read_initially_deferred();
-	return deferred_exact;
-}
-
-/*
- * The job before this one in the transaction ended with SET CONSTRAINTS
- * ALL IMMEDIATE; SET CONSTRAINTS ... DEFERRED of the initially deferred
- * ones makes every constraint behave as at the start of a transaction.
- */
-static void
-job_restore_constraints(void)
-{
-	ConstraintsSetStmt deferred = {.type = T_ConstraintsSetStmt,.deferred = true};
-
-	if (!deferred_valid)
-		read_initially_deferred();
+	if (!deferred_exact)
+		return false;
 	if (initially_deferred == NIL)
-		return;
-	deferred.constraints = initially_deferred;
-	AfterTriggerSetState(&deferred);
+		return true;			/* all immediate is every default */
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(ctx);
+	PG_TRY();
+	{
+		job_restore_constraints();
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(ctx);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		deferred_valid = false;
+		restored = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(ctx);
+	CurrentResourceOwner = owner;
+	return restored;
 }
 
 /*
@@ -532,7 +557,7 @@ session_reset(void)
  * SPI connection.  Never throws for a handler's error: that is the outcome.
  */
 static void
-run_handler(BatchJob *bj, const JobBody *body, bool first_in_xact)
+run_handler(BatchJob *bj, const JobBody *body)
 {
 	Handler		h;
 	Outcome    *out = &bj->out;
@@ -555,8 +580,6 @@ run_handler(BatchJob *bj, const JobBody *body, bool first_in_xact)
 	MemoryContextSwitchTo(ctx);
 	PG_TRY();
 	{
-		if (!first_in_xact)
-			job_restore_constraints();
 		/* a second delivery of a job done already is just deleted */
 		if (!body->has_id || record_done(body))
 			call_restricted(&h, body, bj->facts.ttr_ms);
@@ -651,14 +674,14 @@ admit_job(BatchJob *bj, JobBody *body, bool *decoded)
 }
 
 /*
- * Run one job of the batch in the current transaction (first_in_xact: no
- * job ran in it before).  Sets bj->out and bj->final_failure; a job that
+ * Run one job of the batch in the current transaction (after
+ * job_may_share_xact said yes, if a job ran in it before).  Sets bj->out and bj->final_failure; a job that
  * failed for the last time is in jobq.failed when this returns.  The
  * outcome is in the caller's memory context: it is settled after the
  * commit, when SPI's memory, where many a message is made, is gone.
  */
 void
-job_run(BatchJob *bj, bool first_in_xact)
+job_run(BatchJob *bj)
 {
 	JobBody		body;
 	bool		decoded = false;
@@ -681,7 +704,7 @@ job_run(BatchJob *bj, bool first_in_xact)
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("jobq: %s on tube %s, job " UINT64_FORMAT,
 										body.func_name, body.tube, bj->job.id));
-		run_handler(bj, &body, first_in_xact);
+		run_handler(bj, &body);
 	}
 	if (!bj->out.ok)
 	{

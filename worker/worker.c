@@ -401,7 +401,7 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 		process_xact_begin();
 		/* outcomes outlive the transaction: they are settled after it */
 		MemoryContextSwitchTo(ctx);
-		job_run(&jobs[i++], true);
+		job_run(&jobs[i++]);
 		ran++;
 		while (i < n && (jobs[i].gone || shares_xact(jobs, first, i)))
 		{
@@ -409,7 +409,7 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 			{
 				MemoryContextSwitchTo(ctx); /* SPI leaves its own current */
 				job_touch_drain();
-				job_run(&jobs[i], false);
+				job_run(&jobs[i]);
 				ran++;
 			}
 			i++;

@@ -77,7 +77,7 @@ extern void job_touch_start(const BatchJob *jobs, int n);
 extern void job_touch_drain(void);
 extern void job_touch_stop(void);
 extern bool job_may_share_xact(void);
-extern void job_run(BatchJob *bj, bool first_in_xact);
+extern void job_run(BatchJob *bj);
 
 /* relay.c */
 extern int	jobq_done_retention;	/* s */
