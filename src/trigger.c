@@ -15,7 +15,9 @@
 #include "commands/trigger.h"
 #include "nodes/makefuncs.h"
 #include "fmgr.h"
+#include "access/xact.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -185,6 +187,47 @@ trigger_kwargs(const char *op, Relation rel, HeapTuple newtup, HeapTuple oldtup)
 	return buf.data;
 }
 
+/*
+ * The checks of a trigger's arguments and of the producer's right hold for
+ * every row of one statement: they run for its first row only.  Keyed by
+ * the trigger, the role and the command (a command counter increment, e.g.
+ * by another trigger's SQL, makes them run again).
+ */
+static struct
+{
+	Oid			tgoid;
+	Oid			role;
+	LocalTransactionId lxid;
+	CommandId	cid;
+	uint64		priority;
+	uint64		delay;
+	uint64		ttr;
+}			last_checked = {InvalidOid};
+
+static bool
+checked_recently(const Trigger *trigger, JobSpec *spec)
+{
+	if (last_checked.tgoid != trigger->tgoid || last_checked.role != GetUserId() ||
+		last_checked.lxid != MyProc->lxid || last_checked.cid != GetCurrentCommandId(false))
+		return false;
+	spec->priority = last_checked.priority;
+	spec->delay = last_checked.delay;
+	spec->ttr = last_checked.ttr;
+	return true;
+}
+
+static void
+remember_checked(const Trigger *trigger, const JobSpec *spec)
+{
+	last_checked.tgoid = trigger->tgoid;
+	last_checked.role = GetUserId();
+	last_checked.lxid = MyProc->lxid;
+	last_checked.cid = GetCurrentCommandId(false);
+	last_checked.priority = spec->priority;
+	last_checked.delay = spec->delay;
+	last_checked.ttr = spec->ttr;
+}
+
 Datum
 jobq_enqueue(PG_FUNCTION_ARGS)
 {
@@ -218,13 +261,17 @@ jobq_enqueue(PG_FUNCTION_ARGS)
 
 	spec.tube = trigger->tgargs[0];
 	spec.func_name = trigger->tgargs[1];
-	job_check_tube(spec.tube);
-	job_check_func_name(spec.func_name);
-	acl_check_producer(GetUserId(), spec.tube, spec.func_name);
-	put_spec_from_options(&spec,
-						  trigger->tgnargs == 3
-						  ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(trigger->tgargs[2])))
-						  : NULL);
+	if (!checked_recently(trigger, &spec))
+	{
+		job_check_tube(spec.tube);
+		job_check_func_name(spec.func_name);
+		acl_check_producer(GetUserId(), spec.tube, spec.func_name);
+		put_spec_from_options(&spec,
+							  trigger->tgnargs == 3
+							  ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(trigger->tgargs[2])))
+							  : NULL);
+		remember_checked(trigger, &spec);
+	}
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
