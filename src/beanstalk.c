@@ -1019,15 +1019,13 @@ read_job_reply(BeanstalkConn *conn, const char *line, const char *word,
 	return true;
 }
 
-BsStatus
-bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job)
+/*
+ * TIMED_OUT, DEADLINE_SOON, or RESERVED and the job's body, read here; the
+ * connection stays in flight for the caller to settle.
+ */
+static BsStatus
+parse_reserve_reply(BeanstalkConn *conn, const char *line, TimestampTz deadline, BsJob *job)
 {
-	char	   *line;
-	TimestampTz deadline = io_deadline(timeout_s * 1000);
-
-	bs_begin(conn);
-	appendStringInfo(&conn->wbuf, CMD_RESERVE " %d\r\n", timeout_s);
-	line = bs_request(conn, CMD_RESERVE, deadline);
 	if (strcmp(line, MSG_TIMED_OUT) == 0)
 		return BS_TIMED_OUT;
 	if (strcmp(line, MSG_DEADLINE_SOON) == 0)
@@ -1035,8 +1033,23 @@ bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job)
 	conn->in_flight = true;
 	if (!read_job_reply(conn, line, MSG_RESERVED, deadline, CMD_RESERVE, job))
 		bs_unexpected(conn, CMD_RESERVE, line);
-	conn->in_flight = false;
 	return BS_OK;
+}
+
+BsStatus
+bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job)
+{
+	char	   *line;
+	TimestampTz deadline = io_deadline(timeout_s * 1000);
+
+	BsStatus	st;
+
+	bs_begin(conn);
+	appendStringInfo(&conn->wbuf, CMD_RESERVE " %d\r\n", timeout_s);
+	line = bs_request(conn, CMD_RESERVE, deadline);
+	st = parse_reserve_reply(conn, line, deadline, job);
+	conn->in_flight = false;
+	return st;
 }
 
 /*
@@ -1054,15 +1067,9 @@ bs_queue_reserve(BeanstalkConn *conn, int timeout_s)
 BsStatus
 bs_read_reserve_reply(BeanstalkConn *conn, BsJob *job)
 {
-	char	   *line = bs_read_pending(conn, CMD_RESERVE);
-	BsStatus	st = BS_OK;
+	BsStatus	st;
 
-	if (strcmp(line, MSG_TIMED_OUT) == 0)
-		st = BS_TIMED_OUT;
-	else if (strcmp(line, MSG_DEADLINE_SOON) == 0)
-		st = BS_DEADLINE_SOON;
-	else if (!read_job_reply(conn, line, MSG_RESERVED, io_deadline(0), CMD_RESERVE, job))
-		bs_unexpected(conn, CMD_RESERVE, line);
+	st = parse_reserve_reply(conn, bs_read_pending(conn, CMD_RESERVE), io_deadline(0), job);
 	bs_reply_done(conn);
 	return st;
 }
@@ -1101,18 +1108,11 @@ id_command(BeanstalkConn *conn, const char *cmd, const char *ok, const char *fmt
 	return parse_id_reply(conn, cmd, ok, bs_request(conn, cmd, 0));
 }
 
-#define RELEASE_ARGS	" " UINT64_FORMAT " " UINT64_FORMAT
 
 bool
 bs_delete(BeanstalkConn *conn, uint64 id)
 {
 	return id_command(conn, CMD_DELETE, MSG_DELETED, NULL, id, 0, 0) == BS_OK;
-}
-
-BsStatus
-bs_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay)
-{
-	return id_command(conn, CMD_RELEASE, MSG_RELEASED, RELEASE_ARGS, id, pri, delay);
 }
 
 /*
@@ -1130,14 +1130,14 @@ bs_queue_delete(BeanstalkConn *conn, uint64 id)
 void
 bs_queue_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay)
 {
-	append_id_command(conn, CMD_RELEASE, RELEASE_ARGS, id, pri, delay);
+	append_id_command(conn, CMD_RELEASE, " " UINT64_FORMAT " " UINT64_FORMAT, id, pri, delay);
 	conn->pending++;
 }
 
 void
 bs_queue_bury(BeanstalkConn *conn, uint64 id, uint64 pri)
 {
-	appendStringInfo(&conn->wbuf, CMD_BURY " " UINT64_FORMAT " " UINT64_FORMAT "\r\n", id, pri);
+	append_id_command(conn, CMD_BURY, " " UINT64_FORMAT, id, pri, 0);
 	conn->pending++;
 }
 
@@ -1151,12 +1151,6 @@ bs_read_settle_reply(BeanstalkConn *conn, BsSettle what)
 	st = parse_id_reply(conn, cmds[what], oks[what], bs_read_pending(conn, cmds[what]));
 	bs_reply_done(conn);
 	return st;
-}
-
-bool
-bs_bury(BeanstalkConn *conn, uint64 id, uint64 pri)
-{
-	return id_command(conn, CMD_BURY, MSG_BURIED, " " UINT64_FORMAT, id, pri, 0) == BS_OK;
 }
 
 bool

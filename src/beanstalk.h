@@ -115,8 +115,6 @@ extern int	bs_watch(BeanstalkConn *conn, const char *tube);
 extern int	bs_ignore(BeanstalkConn *conn, const char *tube);
 extern BsStatus bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job);
 extern bool bs_delete(BeanstalkConn *conn, uint64 id);
-extern BsStatus bs_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay);
-extern bool bs_bury(BeanstalkConn *conn, uint64 id, uint64 pri);
 /* a worker's batch: pipelined reserves, stats-job, delete/release/bury */
 extern void bs_queue_reserve(BeanstalkConn *conn, int timeout_s);
 extern BsStatus bs_read_reserve_reply(BeanstalkConn *conn, BsJob *job);

@@ -128,6 +128,26 @@ outbox_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/* where the jobs of nest level 'level' and deeper begin (the buffer's tail) */
+static int
+pending_tail(int level)
+{
+	int			first = npending;
+
+	while (first > 0 && pending[first - 1].level >= level)
+		first--;
+	return first;
+}
+
+/* forget pending[first..] (written, or rolled back) */
+static void
+pending_drop_from(int first)
+{
+	for (int i = first; i < npending; i++)
+		pending_bytes -= VARSIZE(pending[i].body) - VARHDRSZ;
+	npending = first;
+}
+
 /*
  * The subtransaction at the current nest level ends: on commit its jobs
  * pass to the parent, on abort they go (they are the buffer's tail).
@@ -140,14 +160,11 @@ outbox_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 	if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
-		for (int i = npending - 1; i >= 0 && pending[i].level >= level; i--)
+		for (int i = pending_tail(level); i < npending; i++)
 			pending[i].level = level - 1;
 	}
 	else if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
-		while (npending > 0 && pending[npending - 1].level >= level)
-			npending--;
-	}
+		pending_drop_from(pending_tail(level));
 }
 
 /* every statement's end writes the jobs it made (and that are its level's) */
@@ -195,8 +212,7 @@ column_index(TupleDesc desc, const char *name)
 static void
 outbox_flush(void)
 {
-	int			level = GetCurrentTransactionNestLevel();
-	int			first = npending;
+	int			first = pending_tail(GetCurrentTransactionNestLevel());
 	int			col[lengthof(outbox_columns)];
 	MemoryContext flush_cxt;
 	MemoryContext old;
@@ -212,8 +228,6 @@ outbox_flush(void)
 	Datum		created = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	int			n;
 
-	while (first > 0 && pending[first - 1].level >= level)
-		first--;
 	n = npending - first;
 	if (n == 0)
 		return;
@@ -277,9 +291,20 @@ outbox_flush(void)
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(flush_cxt);
 
-	npending = first;
-	pending_bytes = 0;
+	pending_drop_from(first);
 	outbox_written = true;
+}
+
+/* whether jobq.database is this backend's database; looked up once */
+static bool
+relay_serves_this_database(void)
+{
+	static int	serves = -1;
+
+	if (serves < 0)
+		serves = jobq_database == NULL ||
+			strcmp(jobq_database, get_database_name(MyDatabaseId)) == 0;
+	return serves;
 }
 
 /*
@@ -312,8 +337,7 @@ outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id)
 				 errhint("Add jobq to shared_preload_libraries and restart the server.")));
 		warned_no_relay = true;
 	}
-	else if (!warned_no_relay && jobq_database != NULL &&
-			 strcmp(jobq_database, get_database_name(MyDatabaseId)) != 0)
+	else if (!warned_no_relay && !relay_serves_this_database())
 	{
 		ereport(WARNING,
 				(errmsg("jobq's relay serves database \"%s\", not this one: jobs stay in jobq.outbox",

@@ -27,12 +27,6 @@ SELECT jobq_register('t3', 'slow_rec');
 SELECT jobq_register('t4', 'slow_rec', timeout => '6 s');
 });
 
-sub counts
-{
-	my ($c) = @_;
-	return sql_ok($node,
-		"SELECT count(*) || '/' || count(DISTINCT k) FROM effects WHERE c = '$c'");
-}
 
 ###########################################################################
 # 3. kill -9 a job worker in the middle of its handler: the postmaster
@@ -62,7 +56,7 @@ sub counts
 	ok(wait_for($node, "SELECT count(*) = 0 FROM jobq.workers WHERE func_name = 'slow_rec'", 30),
 		'case 1: the handler finished');
 	sleep 2;
-	is(counts('case3'), '1/1', 'case 1: its effect is committed once');
+	is(effect_counts($node, 'case3'), '1/1', 'case 1: its effect is committed once');
 	is(sql_ok($node, "SELECT count(*) FROM jobq.done WHERE id = '$uuid'"), '1',
 		'case 1: recorded as done');
 	is(sql_ok($node, 'SELECT count(*) FROM jobq.failed'), '0', 'case 1: nothing failed');
@@ -136,7 +130,7 @@ sub watch_job
 			"case 2: without touch, beanstalkd re-released a job and a second worker reserved it (try $tries)");
 	}
 	sleep 3;
-	is(counts('case4off'), "$tries/$tries", 'case 2: without touch each effect is committed once');
+	is(effect_counts($node, 'case4off'), "$tries/$tries", 'case 2: without touch each effect is committed once');
 	is(sql_ok($node, "SELECT count(*) FROM jobq.failed WHERE tube = 't4'"), '0',
 		'case 2: without touch nothing failed');
 
@@ -152,7 +146,7 @@ sub watch_job
 		'case 2: with touch, past its TTR it is still reserved once, its time-left renewed');
 	ok($seen->{gone}, 'case 2: with touch, the job is deleted in the end');
 	sleep 1;
-	is(counts('case4on'), '1/1', 'case 2: with touch the effect is committed once');
+	is(effect_counts($node, 'case4on'), '1/1', 'case 2: with touch the effect is committed once');
 	is(sql_ok($node, "SELECT count(*) FROM jobq.failed WHERE tube = 't4'"), '0',
 		'case 2: with touch nothing failed');
 	note(sprintf('case 2 took %.1f s', time - $t0));
@@ -220,9 +214,9 @@ SELECT jobq_register('t9', 'huge_result', max_attempts => 1);
 			"SELECT sqlstate || ' | ' || message || ' | ' || attempts FROM jobq.failed WHERE job_id = '$uuid{fail}'"),
 		'JQ001 | handler gave up after catching division_by_zero | 1',
 		'case 3: the catch-then-raise handler failed with its own sqlstate');
-	is(counts('case9fail') . ' ' . counts('case9fail-caught'), '0/0 0/0',
+	is(effect_counts($node, 'case9fail') . ' ' . effect_counts($node, 'case9fail-caught'), '0/0 0/0',
 		'case 3: ... and none of its writes survived');
-	is(counts('case9ok') . ' ' . counts('case9ok-caught') . ' ' . counts('case9ok-rolled-back'),
+	is(effect_counts($node, 'case9ok') . ' ' . effect_counts($node, 'case9ok-caught') . ' ' . effect_counts($node, 'case9ok-rolled-back'),
 		'1/1 1/1 0/0', 'case 3: the catch-and-succeed handler committed what it kept, once');
 	is(sql_ok($node,
 			"SELECT sqlstate || ' | ' || message FROM jobq.failed WHERE job_id = '$uuid{slow}'"),
@@ -231,8 +225,8 @@ SELECT jobq_register('t9', 'huge_result', max_attempts => 1);
 	is(sql_ok($node,
 			"SELECT failed_at - '$put_at'::timestamptz < interval '5 s' FROM jobq.failed WHERE job_id = '$uuid{slow}'"),
 		't', 'case 3: ... well before it would have finished (10 s)');
-	is(counts('case9slow'), '0/0', 'case 3: ... and its write was rolled back');
-	is(counts('case9huge'), '1/1', 'case 3: the 50 MB result handler succeeded once');
+	is(effect_counts($node, 'case9slow'), '0/0', 'case 3: ... and its write was rolled back');
+	is(effect_counts($node, 'case9huge'), '1/1', 'case 3: the 50 MB result handler succeeded once');
 	sleep 1;
 	is(worker_pids($node), $before, 'case 3: the same worker processes live on');
 	unlike(log_since($node, $logpos), qr/terminated by signal|server process .* exited with exit code/,

@@ -63,12 +63,6 @@ SELECT jobq_register('b_rec', 'rec');
 SELECT jobq_register('b_slow', 'rec', timeout => '10 s');
 });
 
-sub counts
-{
-	my ($c) = @_;
-	return sql_ok($node,
-		"SELECT count(*) || '/' || count(DISTINCT k) FROM effects WHERE c = '$c'");
-}
 
 # jobs that shared a transaction with another one
 sub batched
@@ -116,7 +110,7 @@ SELECT count(jobq_put_now('b_mixed', 'mixed', jsonb_build_object('c', 'case1', '
 	ok(tube_empty('b_mixed'), 'case 1: every job was settled');
 	is(sql_ok($node, "SELECT buried FROM jobq_tubes() WHERE tube = 'b_mixed'"), '8',
 		'case 1: the failed ones are buried');
-	is(counts('case1'), '32/32', 'case 1: the 32 good jobs committed once each');
+	is(effect_counts($node, 'case1'), '32/32', 'case 1: the 32 good jobs committed once each');
 	is(sql_ok($node, "SELECT count(*) FROM effects WHERE c = 'case1' AND k % 10 IN (3, 7)"), '0',
 		'case 1: nothing of the failed jobs survived');
 	is(sql_ok($node,
@@ -161,7 +155,7 @@ SELECT count(jobq_put_now('b_cons', 'child_first', jsonb_build_object('c', 'case
 	ok(tube_empty('b_cons', 60), 'case 2: every job was settled');
 	is(sql_ok($node, "SELECT count(*) FROM jobq.failed WHERE tube = 'b_cons'"), '0',
 		'case 2: no job failed on the deferred foreign key');
-	is(counts('case2'), '30/30', 'case 2: all 30 committed once');
+	is(effect_counts($node, 'case2'), '30/30', 'case 2: all 30 committed once');
 	is(sql_ok($node, "SELECT count(*) FROM effects WHERE c = 'case2' AND note = 'caught'"), '30',
 		'case 2: the initially immediate unique key failed at its statement in every job');
 	cmp_ok(batched('case2'), '>=', 10, 'case 2: jobs shared transactions');
@@ -221,7 +215,7 @@ SELECT count(jobq_put_now('b_roles', CASE WHEN k % 2 = 1 THEN 'alice_opens' ELSE
   FROM generate_series(1, 40) k;
 });
 	ok(tube_empty('b_roles', 60), 'case 3: every job was settled');
-	is(counts('case3'), '40/40', 'case 3: all 40 committed once');
+	is(effect_counts($node, 'case3'), '40/40', 'case 3: all 40 committed once');
 	cmp_ok(sql_ok($node, q{
 SELECT count(*) FROM effects b JOIN effects a USING (c, xid)
  WHERE c = 'case3' AND b.who = 'bob' AND a.who = 'alice' AND a.k < b.k
@@ -257,14 +251,14 @@ SELECT count(jobq_put_now('b_rec', 'rec',
 	cmp_ok($held, '>=', 2, "case 4: the batch holds $held jobs");
 	is(sql_ok($node, "SELECT last_value - $runs_before FROM runs"), '2',
 		'case 4: two handlers of the batch were called');
-	is(counts('case4'), '0/0', 'case 4: ... and nothing is committed');
+	is(effect_counts($node, 'case4'), '0/0', 'case 4: ... and nothing is committed');
 	sleeper_off();
 	ok(kill('KILL', $victim), "case 4: SIGKILL sent to worker $victim");
 	ok(wait_log($node, qr/all server processes terminated; reinitializing/, $logpos, 30),
 		'case 4: the postmaster reinitialized after the crash');
 	ok(wait_workers($node, 60, 1), 'case 4: the worker is back');
 	ok(tube_empty('b_rec', 60), 'case 4: every job was settled');
-	is(counts('case4'), '30/30', 'case 4: all 30 effects landed, each once');
+	is(effect_counts($node, 'case4'), '30/30', 'case 4: all 30 effects landed, each once');
 	cmp_ok(sql_ok($node, "SELECT last_value - $runs_before FROM runs"), '>=', 32,
 		'case 4: the killed batch\'s first jobs ran again');
 	is(sql_ok($node, "SELECT count(*) FROM jobq.failed WHERE tube = 'b_rec'"), '0',
@@ -296,7 +290,7 @@ SELECT count(jobq_put_now('b_slow', 'rec',
 	bs_signal($bs, 'STOP');
 	ok(wait_for($node, "SELECT count(*) >= 1 FROM effects WHERE c = 'case5'", 30),
 		'case 5: the batch committed, beanstalkd stopped');
-	my $committed = counts('case5');
+	my $committed = effect_counts($node, 'case5');
 	note('case 5: committed ' . sql_ok($node,
 			"SELECT string_agg(k || ':' || xid, ' ' ORDER BY k) FROM effects WHERE c = 'case5'")
 		  . '; failed: ' . sql_ok($node,
@@ -320,7 +314,7 @@ SELECT count(jobq_put_now('b_slow', 'rec',
 	$node->start;
 	ok(wait_workers($node, 60, 1), 'case 5: the worker is back');
 	ok(tube_empty('b_slow', 60), 'case 5: every job was settled');
-	is(counts('case5'), '12/12', 'case 5: each effect is there once: the committed jobs were dropped as done');
+	is(effect_counts($node, 'case5'), '12/12', 'case 5: each effect is there once: the committed jobs were dropped as done');
 	is(sql_ok($node, "SELECT count(*) FROM jobq.failed WHERE tube = 'b_slow'"), '0',
 		'case 5: nothing failed');
 }
@@ -338,7 +332,7 @@ SELECT count(jobq_put_now('b_slow', 'rec',
 });
 	ok(tube_empty('b_slow', 60), 'case 6: every job was settled');
 	my $after = bs_stats($port, 'stats');
-	is(counts('case6'), '12/12', 'case 6: each effect is there once');
+	is(effect_counts($node, 'case6'), '12/12', 'case 6: each effect is there once');
 	cmp_ok(sql_ok($node, q{
 SELECT count(*) FROM effects a JOIN effects b USING (c, xid)
  WHERE c = 'case6' AND a.k = (SELECT min(k) FROM effects WHERE c = 'case6') AND b.k <> a.k
@@ -361,7 +355,7 @@ SELECT count(jobq_put_now('b_rec', 'rec', jsonb_build_object('c', '$c', 'k', k))
   FROM generate_series(1, 20) k;
 });
 		ok(tube_empty('b_rec', 60), "$setting: every job was settled");
-		is(counts($c), '20/20', "$setting: all committed once");
+		is(effect_counts($node, $c), '20/20', "$setting: all committed once");
 		is(batched($c), '0', "$setting: each job had a transaction of its own");
 		sql_ok($node, 'ALTER SYSTEM RESET ALL');
 		sql_ok($node, 'SELECT pg_reload_conf()');

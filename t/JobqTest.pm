@@ -19,6 +19,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(
+  effect_counts
   init_node jobq_conf
   bs_port bs_start bs_stop bs_signal bs_refuses bs_answers bs_command bs_stats
   new_node wait_for query query_as sql_ok wait_workers worker_pids log_since
@@ -310,6 +311,15 @@ sub bg_finish
 	my $err = PostgreSQL::Test::Utils::slurp_file("$h->{base}.err");
 	$err = "timed out\n$err" if $h->{rc} == -1;
 	return ($h->{rc}, $out, $err);
+}
+
+# "rows/distinct k" of the effects table's rows for case $c (the fault
+# tests' handlers write (c, k) there; a doubled effect shows as rows > k)
+sub effect_counts
+{
+	my ($node, $c) = @_;
+	return sql_ok($node,
+		"SELECT count(*) || '/' || count(DISTINCT k) FROM effects WHERE c = '$c'");
 }
 
 # "kind:pid" of the live workers, sorted, as one string

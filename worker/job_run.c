@@ -167,6 +167,15 @@ worker_init_gucs(void)
 							NULL, NULL, NULL);
 }
 
+/* a touch every touch_every ms from now on */
+static void
+touch_timer_start(void)
+{
+	enable_timeout_every(touch_timeout,
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), touch_every),
+						 touch_every);
+}
+
 /*
  * Keep the batch's jobs reserved while it runs: every half of the shortest
  * ttr among them, touch them all.  Also when a handler's time limit is
@@ -179,7 +188,6 @@ job_touch_start(const BatchJob *jobs, int n)
 	uint64	   *ids;
 	uint64		min_ttr = PG_UINT64_MAX;
 	int			k = 0;
-	int			every;
 
 	if (!jobq_touch_jobs || n == 0)
 		return;
@@ -195,12 +203,9 @@ job_touch_start(const BatchJob *jobs, int n)
 		return;
 	bs_touch_arm(conn, ids, k);
 	pfree(ids);
-	every = (int) Min(Max(min_ttr / 2, MIN_TOUCH_MS), (uint64) INT_MAX);
+	touch_every = (int) Min(Max(min_ttr / 2, MIN_TOUCH_MS), (uint64) INT_MAX);
 	touch_until = DT_NOEND;
-	touch_every = every;
-	enable_timeout_every(touch_timeout,
-						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), every),
-						 every);
+	touch_timer_start();
 	touch_on = true;
 }
 
@@ -218,9 +223,7 @@ job_touch_drain(void)
 	bs_touch_disarm(conn);
 	bs_drain_pending(conn);
 	bs_touch_rearm(conn);
-	enable_timeout_every(touch_timeout,
-						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), touch_every),
-						 touch_every);
+	touch_timer_start();
 }
 
 void
