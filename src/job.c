@@ -18,6 +18,7 @@
 #include "common/int.h"
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
@@ -163,13 +164,34 @@ job_seconds_arg(bool isnull, Interval *value, const char *what,
 	return secs;
 }
 
+/*
+ * A new version 4 uuid.  The random bytes come from pg_strong_random
+ * UUID_BATCH uuids at a time: a trigger makes one per row, and each call
+ * into OpenSSL costs as much as the rest of the uuid.  The batch belongs to
+ * the process that drew it: a forked child draws its own.
+ */
+#define UUID_BATCH	64
+
 void
 job_new_uuid(pg_uuid_t *uuid)
 {
-	if (!pg_strong_random(uuid->data, UUID_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values")));
+	static uint8 batch[UUID_BATCH * UUID_LEN];
+	static int	used = UUID_BATCH;
+	static int	drawn_by = 0;
+
+	if (used == UUID_BATCH || drawn_by != MyProcPid)
+	{
+		if (!pg_strong_random(batch, sizeof(batch)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random values")));
+		used = 0;
+		drawn_by = MyProcPid;
+	}
+	memcpy(uuid->data, batch + used * UUID_LEN, UUID_LEN);
+	/* each random byte serves once */
+	memset(batch + used * UUID_LEN, 0, UUID_LEN);
+	used++;
 	/* RFC 4122 version 4, variant 1 */
 	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
