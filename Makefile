@@ -24,6 +24,7 @@ OBJS = \
 	src/job.o \
 	src/job_json.o \
 	src/put.o \
+	src/pack.o \
 	src/outbox.o \
 	src/trigger.o \
 	src/admin.o \
@@ -40,7 +41,7 @@ EXTENSION = jobq
 # the version is jobq.control's default_version; META.json must agree
 # (make check-version)
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(srcdir)/jobq.control)
-DATA = sql/jobq--1.0.sql sql/jobq--1.0--1.1.sql
+DATA = sql/jobq--1.0.sql sql/jobq--1.0--1.1.sql sql/jobq--1.1--1.2.sql
 PGFILEDESC = "jobq - beanstalkd job queue for PostgreSQL"
 
 REGRESS = setup put_now admin workers dispatch outbox trigger security

@@ -21,6 +21,24 @@ SELECT wait_for($$SELECT ready = 1 FROM jobq_tubes() WHERE tube = 't_ob'$$);
 SELECT body->'kwargs' AS kwargs, body->>'id' = :'job' AS same_uuid FROM jobq_peek_ready('t_ob');
 SELECT count(*) AS outbox FROM jobq.outbox;
 
+-- a statement's jobs are one row of jobq.outbox_packs; the view jobq.outbox
+-- shows them one by one, in order
+BEGIN;
+SELECT count(jobq_put('t_ob_pack', 'fp', jsonb_build_object('n', i), priority => 10 + i,
+                      delay => '1 h', ttr => '1 min'))
+  FROM generate_series(1, 3) i;
+SELECT jobs FROM jobq.outbox_packs;
+SELECT ord, tube, func_name, priority, delay, ttr,
+       convert_from(body, 'UTF8')::jsonb->'kwargs' AS kwargs,
+       convert_from(body, 'UTF8')::jsonb->>'id' = id::text AS id_in_body
+  FROM jobq.outbox ORDER BY seq, ord;
+ROLLBACK;
+-- jobq.unpack checks what it reads
+SELECT * FROM jobq.unpack('\x00'::bytea);
+SELECT * FROM jobq.unpack(decode(repeat('00', 40) || '7fffffff', 'hex'));
+SELECT * FROM jobq.unpack(decode(repeat('00', 40) || '00000001' || '00', 'hex'));
+SELECT count(*) AS empty_pack FROM jobq.unpack(''::bytea);
+
 -- rollback: no job
 BEGIN;
 SELECT jobq_put('t_ob_rb', 'f', '{"n": 2}') IS NOT NULL AS put;

@@ -3,16 +3,22 @@
  *		The outbox: a job written in the caller's transaction, and the
  *		relay's wake-up when that transaction commits.
  *
- * The job is encoded and checked at once, then kept in memory and written
- * as a row of jobq.outbox with the others of its statement: at the end of
- * the statement (ExecutorEnd), every OUTBOX_FLUSH_ROWS jobs, and before
- * commit or PREPARE TRANSACTION.  The rows go in with one multi-row heap
- * insert and their index entries, as COPY writes them: no executor, SPI or
- * plan per job.  Nothing touches the network here: if the transaction rolls
- * back the rows vanish with it, and if it commits, a transaction callback
- * sets the relay's latch so that the rows are sent within a moment (the
- * relay also sweeps the table periodically, for rows whose commit announced
- * nothing, such as COMMIT PREPARED).
+ * The job is encoded and checked at once, then appended to the
+ * transaction's pack (see pack.h) and written with the others of its
+ * statement as one row of jobq.outbox_packs: at the end of the statement
+ * (ExecutorEnd), every OUTBOX_FLUSH_ROWS jobs or OUTBOX_FLUSH_BYTES, and
+ * before commit or PREPARE TRANSACTION.  A job costs a few appended bytes;
+ * a write costs one heap tuple (TOASTed when large) and one index entry,
+ * whatever the number of jobs in it: no executor, SPI or plan.  Nothing
+ * touches the network here: if the transaction rolls back the row vanishes
+ * with it, and if it commits, a transaction callback sets the relay's latch
+ * so that the jobs are sent within a moment (the relay also sweeps the
+ * table periodically, for rows whose commit announced nothing, such as
+ * COMMIT PREPARED).
+ *
+ * A library newer than the installed extension (before ALTER EXTENSION jobq
+ * UPDATE, when jobq.outbox_packs does not exist yet) writes a row of the
+ * 1.1 table jobq.outbox per job instead.
  *
  * Savepoints: a job kept in memory belongs to the subtransaction that made
  * it.  When that subtransaction commits, its jobs pass to the parent; when
@@ -44,42 +50,46 @@
 #include "job.h"
 #include "jobq.h"
 #include "outbox.h"
+#include "pack.h"
 #include "schema.h"
 #include "shmem.h"
 
 #define OUTBOX_FLUSH_ROWS	1000
 #define OUTBOX_FLUSH_BYTES	(4 * 1024 * 1024)
 
-/* a job waiting to be written */
-typedef struct PendingJob
+/* where a job waiting to be written starts in the pending pack */
+typedef struct PendingMark
 {
 	int			level;			/* transaction nest level it belongs to */
-	pg_uuid_t	id;
-	char	   *tube;
-	char	   *func_name;
-	bytea	   *body;
-	int64		priority;
-	int64		delay;
-	int64		ttr;
-} PendingJob;
+	int			offset;			/* its first byte in pending_pack */
+} PendingMark;
 
 static bool callback_registered = false;
 static bool outbox_written = false;
 static bool warned_no_relay = false;
 static ExecutorEnd_hook_type prev_executor_end = NULL;
 
-/* the transaction's jobs not written yet, in pending_cxt (TopTransactionContext) */
+/*
+ * The transaction's jobs not written yet: their pack, and where each
+ * starts, in pending_cxt (TopTransactionContext).
+ */
 static MemoryContext pending_cxt = NULL;
-static PendingJob *pending = NULL;
+static StringInfoData pending_pack;
+static PendingMark *pending = NULL;
 static int	npending = 0;
 static int	maxpending = 0;
-static Size pending_bytes = 0;
 
 static void outbox_flush(void);
 
-/* jobq.outbox and the identity sequence of its seq column, looked up once */
-static Oid	outbox_relid = InvalidOid;
-static Oid	outbox_seqid = InvalidOid;
+/* a table of jobq and the identity sequence of its seq column, looked up once */
+typedef struct OutboxTable
+{
+	Oid			relid;
+	Oid			seqid;
+} OutboxTable;
+
+static OutboxTable packs_table;
+static OutboxTable legacy_table;
 
 /* Called after commit by a backend that wrote outbox rows. */
 static void
@@ -98,7 +108,7 @@ pending_forget(void)
 	pending_cxt = NULL;
 	pending = NULL;
 	npending = maxpending = 0;
-	pending_bytes = 0;
+	pending_pack.data = NULL;
 }
 
 static void
@@ -143,8 +153,11 @@ pending_tail(int level)
 static void
 pending_drop_from(int first)
 {
-	for (int i = first; i < npending; i++)
-		pending_bytes -= VARSIZE(pending[i].body) - VARHDRSZ;
+	if (first < npending)
+	{
+		pending_pack.len = pending[first].offset;
+		pending_pack.data[pending_pack.len] = '\0';
+	}
 	npending = first;
 }
 
@@ -186,13 +199,18 @@ outbox_init(void)
 	ExecutorEnd_hook = outbox_executor_end;
 }
 
-/* the outbox's columns, in the order outbox_flush fills them */
-static const char *const outbox_columns[] = {
+/* the 1.1 outbox's columns, in the order write_rows fills them */
+static const char *const legacy_columns[] = {
 	"seq", "id", "tube", "func_name", "body", "priority", "delay", "ttr", "created_at"
 };
 
+/* the columns of jobq.outbox_packs, in the order write_pack fills them */
+static const char *const packs_columns[] = {
+	"seq", "jobs", "packed", "created_at"
+};
+
 static int
-column_index(TupleDesc desc, const char *name)
+column_index(Relation rel, TupleDesc desc, const char *name)
 {
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -201,78 +219,102 @@ column_index(TupleDesc desc, const char *name)
 		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
 			return i;
 	}
-	elog(ERROR, "jobq: jobq.outbox has no column \"%s\"", name);
+	elog(ERROR, "jobq: table jobq.%s has no column \"%s\"", RelationGetRelationName(rel), name);
 }
 
 /*
- * Write the jobs of the current nest level (the buffer's tail) into
- * jobq.outbox: one multi-row heap insert, then each row's index entries.
- * seq comes from the column's identity sequence, in the jobs' order.
+ * Find ncols columns of desc by name, and the identity sequence of the first
+ * (seq); a dropped and re-created extension has other tables.
  */
 static void
-outbox_flush(void)
+outbox_table_columns(OutboxTable *table, Relation rel, TupleDesc desc,
+					 const char *const *names, int ncols, int *col)
 {
-	int			first = pending_tail(GetCurrentTransactionNestLevel());
-	int			col[lengthof(outbox_columns)];
-	MemoryContext flush_cxt;
-	MemoryContext old;
-	Oid			relid;
-	Relation	rel;
-	TupleDesc	desc;
-	EState	   *estate;
-	ResultRelInfo *rri;
-	TupleTableSlot **slots;
-	BulkInsertState bistate;
-	CommandId	cid;
-	Oid			seqid;
-	Datum		created = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	int			n;
-
-	n = npending - first;
-	if (n == 0)
-		return;
-
-	flush_cxt = AllocSetContextCreate(CurrentMemoryContext, "jobq outbox flush",
-									  ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(flush_cxt);
-	relid = get_relname_relid("outbox", get_namespace_oid("jobq", false));
-	rel = table_open(relid, RowExclusiveLock);
-	/* slots on a copy that is not reference-counted: no resource owner entry per slot */
-	desc = CreateTupleDescCopy(RelationGetDescr(rel));
-	for (int c = 0; c < lengthof(outbox_columns); c++)
-		col[c] = column_index(desc, outbox_columns[c]);
-	/* a dropped and re-created extension has another table */
-	if (relid != outbox_relid)
+	for (int c = 0; c < ncols; c++)
+		col[c] = column_index(rel, desc, names[c]);
+	if (RelationGetRelid(rel) != table->relid)
 	{
-		outbox_seqid = getIdentitySequence(relid, col[0] + 1, false);
-		outbox_relid = relid;
+		table->seqid = getIdentitySequence(RelationGetRelid(rel), col[0] + 1, false);
+		table->relid = RelationGetRelid(rel);
 	}
-	seqid = outbox_seqid;
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-	bistate = GetBulkInsertState();
-	cid = GetCurrentCommandId(true);
-	slots = palloc(sizeof(TupleTableSlot *) * n);
-	for (int i = 0; i < n; i++)
-	{
-		PendingJob *job = &pending[first + i];
-		TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, table_slot_callbacks(rel));
-		Datum	   *v = slot->tts_values;
+}
 
-		ExecClearTuple(slot);
-		memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
-		v[col[0]] = Int64GetDatum(nextval_internal(seqid, false));
-		v[col[1]] = UUIDPGetDatum(&job->id);
-		v[col[2]] = CStringGetTextDatum(job->tube);
-		v[col[3]] = CStringGetTextDatum(job->func_name);
-		v[col[4]] = PointerGetDatum(job->body);
-		v[col[5]] = Int64GetDatum(job->priority);
-		v[col[6]] = Int64GetDatum(job->delay);
-		v[col[7]] = Int64GetDatum(job->ttr);
+static TupleTableSlot *
+outbox_slot(Relation rel, TupleDesc desc)
+{
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, table_slot_callbacks(rel));
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
+	return slot;
+}
+
+/* One row of jobq.outbox_packs holding the jobs of pending[first..]. */
+static void
+write_pack(Relation rel, TupleDesc desc, ResultRelInfo *rri, EState *estate,
+		   CommandId cid, int first)
+{
+	int			col[lengthof(packs_columns)];
+	int			start = pending[first].offset;
+	int			len = pending_pack.len - start;
+	bytea	   *packed = palloc(VARHDRSZ + len);
+	TupleTableSlot *slot;
+	Datum	   *v;
+
+	outbox_table_columns(&packs_table, rel, desc, packs_columns, lengthof(packs_columns), col);
+	SET_VARSIZE(packed, VARHDRSZ + len);
+	memcpy(VARDATA(packed), pending_pack.data + start, len);
+	slot = outbox_slot(rel, desc);
+	v = slot->tts_values;
+	v[col[0]] = Int64GetDatum(nextval_internal(packs_table.seqid, false));
+	v[col[1]] = Int32GetDatum(npending - first);
+	v[col[2]] = PointerGetDatum(packed);
+	v[col[3]] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	for (int c = 0; c < lengthof(packs_columns); c++)
+		slot->tts_isnull[col[c]] = false;
+	ExecStoreVirtualTuple(slot);
+	table_tuple_insert(rel, slot, cid, 0, NULL);
+	if (rri->ri_NumIndices > 0)
+		(void) ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * One row of the 1.1 table jobq.outbox per job of pending[first..]: one
+ * multi-row heap insert, then each row's index entries.
+ */
+static void
+write_rows(Relation rel, TupleDesc desc, ResultRelInfo *rri, EState *estate,
+		   CommandId cid, int first)
+{
+	int			col[lengthof(legacy_columns)];
+	int			n = npending - first;
+	TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * n);
+	BulkInsertState bistate = GetBulkInsertState();
+	Datum		created = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	PackReader	reader;
+	PackedJob	job;
+
+	outbox_table_columns(&legacy_table, rel, desc, legacy_columns, lengthof(legacy_columns), col);
+	pack_reader_init(&reader, pending_pack.data + pending[first].offset,
+					 pending_pack.len - pending[first].offset);
+	for (int i = 0; i < n && pack_next(&reader, &job); i++)
+	{
+		TupleTableSlot *slot = outbox_slot(rel, desc);
+		Datum	   *v = slot->tts_values;
+		pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+		*id = job.id;
+		v[col[0]] = Int64GetDatum(nextval_internal(legacy_table.seqid, false));
+		v[col[1]] = UUIDPGetDatum(id);
+		v[col[2]] = CStringGetTextDatum(job.tube);
+		v[col[3]] = CStringGetTextDatum(job.func_name);
+		v[col[4]] = PointerGetDatum(cstring_to_text_with_len(job.body, job.body_len));
+		v[col[5]] = Int64GetDatum(job.priority);
+		v[col[6]] = Int64GetDatum(job.delay);
+		v[col[7]] = Int64GetDatum(job.ttr);
 		v[col[8]] = created;
-		for (int c = 0; c < lengthof(outbox_columns); c++)
+		for (int c = 0; c < lengthof(legacy_columns); c++)
 			slot->tts_isnull[col[c]] = false;
 		ExecStoreVirtualTuple(slot);
 		slots[i] = slot;
@@ -285,6 +327,56 @@ outbox_flush(void)
 	for (int i = n - 1; i >= 0; i--)
 		ExecDropSingleTupleTableSlot(slots[i]);
 	FreeBulkInsertState(bistate);
+}
+
+/*
+ * Write the jobs of the current nest level (the buffer's tail): into
+ * jobq.outbox_packs, or, on a 1.1 schema, into jobq.outbox.
+ */
+static void
+outbox_flush(void)
+{
+	int			first = pending_tail(GetCurrentTransactionNestLevel());
+	MemoryContext flush_cxt;
+	MemoryContext old;
+	Oid			nsp;
+	Oid			relid;
+	bool		packed;
+	Relation	rel;
+	TupleDesc	desc;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	CommandId	cid;
+
+	if (npending - first == 0)
+		return;
+
+	flush_cxt = AllocSetContextCreate(CurrentMemoryContext, "jobq outbox flush",
+									  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(flush_cxt);
+	/* looked up without the caller's rights, which need no USAGE on jobq */
+	nsp = get_namespace_oid("jobq", false);
+	relid = get_relname_relid("outbox_packs", nsp);
+	packed = OidIsValid(relid);
+	if (!packed)
+		relid = get_relname_relid("outbox", nsp);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("jobq's outbox table does not exist"),
+				 errhint("Reinstall the extension: DROP EXTENSION jobq; CREATE EXTENSION jobq;")));
+	rel = table_open(relid, RowExclusiveLock);
+	/* slots on a copy that is not reference-counted: no resource owner entry per slot */
+	desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	cid = GetCurrentCommandId(true);
+	if (packed)
+		write_pack(rel, desc, rri, estate, cid, first);
+	else
+		write_rows(rel, desc, rri, estate, cid, first);
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);
@@ -362,33 +454,28 @@ outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id)
 		callback_registered = true;
 	}
 	if (pending_cxt == NULL)
+	{
+		MemoryContext old;
+
 		pending_cxt = AllocSetContextCreate(TopTransactionContext, "jobq outbox jobs",
 											ALLOCSET_DEFAULT_SIZES);
+		old = MemoryContextSwitchTo(pending_cxt);
+		initStringInfo(&pending_pack);
+		MemoryContextSwitchTo(old);
+	}
 	if (npending == maxpending)
 	{
 		maxpending = Max(maxpending * 2, 64);
 		pending = pending == NULL
-			? MemoryContextAlloc(pending_cxt, sizeof(PendingJob) * maxpending)
-			: repalloc(pending, sizeof(PendingJob) * maxpending);
+			? MemoryContextAlloc(pending_cxt, sizeof(PendingMark) * maxpending)
+			: repalloc(pending, sizeof(PendingMark) * maxpending);
 	}
-	{
-		PendingJob *job = &pending[npending];
-		MemoryContext old = MemoryContextSwitchTo(pending_cxt);
-
-		job->level = GetCurrentTransactionNestLevel();
-		job->id = *id;
-		job->tube = pstrdup(spec->tube);
-		job->func_name = pstrdup(spec->func_name);
-		job->body = palloc(VARHDRSZ + len);
-		SET_VARSIZE(job->body, VARHDRSZ + len);
-		memcpy(VARDATA(job->body), body, len);
-		job->priority = (int64) spec->priority;
-		job->delay = (int64) spec->delay;
-		job->ttr = (int64) spec->ttr;
-		MemoryContextSwitchTo(old);
-	}
+	pending[npending].level = GetCurrentTransactionNestLevel();
+	pending[npending].offset = pending_pack.len;
+	pack_append(&pending_pack, id, (int64) spec->priority, (int64) spec->delay,
+				(int64) spec->ttr, spec->tube, spec->func_name, body, len);
+	pfree(body);
 	npending++;
-	pending_bytes += len;
-	if (npending >= OUTBOX_FLUSH_ROWS || pending_bytes >= OUTBOX_FLUSH_BYTES)
+	if (npending >= OUTBOX_FLUSH_ROWS || pending_pack.len >= OUTBOX_FLUSH_BYTES)
 		outbox_flush();
 }

@@ -69,34 +69,46 @@ my $handlers = sql_ok($node,
 is($handlers, 'tu u1 u1(jsonb) ' . sql_ok($node, 'SELECT current_user') . ' 3 00:00:01,tu_al ua ua(jsonb) al 5 00:00:02',
 	'two registrations in 1.0');
 
+my ($rc0, $out0, $err0, $rc, $out, $err);
+
 # a failed row
 sql_ok($node, q{
 INSERT INTO jobq.failed (job_id, bs_id, tube, func_name, kwargs, sqlstate, message, attempts, source)
 VALUES (gen_random_uuid(), 4242, 'tu', 'u1', '{"n": "failed"}', '22023', 'failed in 1.0', 3, 'worker')});
 
+# the new library's relay sends rows of the 1.0 table (one row per job)
+($rc0, $out0, $err0) = as_role(undef, q{SELECT jobq_put('tu', 'u1', '{"n": "pre"}')});
+ok($rc0 == 0, 'jobq_put on the 1.0 schema, beanstalkd up') or diag($err0);
+ok(wait_for($node, q{SELECT EXISTS (SELECT FROM public.effects WHERE tag = 'u1' AND kw->>'n' = 'pre')}, 30),
+	'its job was sent from the 1.0 table and ran');
+
 # outbox rows the relay cannot send: beanstalkd is down
 bs_stop($bs);
 ok(bs_refuses($port), 'beanstalkd is down');
-my ($rc, $out, $err) = as_role(undef,
+($rc, $out, $err) = as_role(undef,
 	q{SELECT jobq_put('tu', 'u1', jsonb_build_object('n', i)) FROM generate_series(1, 5) i;
 	  SELECT jobq_put('tu_al', 'ua', '{"n": "al"}');});
 ok($rc == 0, 'jobq_put works on the 1.0 schema') or diag($err);
 ok(wait_for($node, q{SELECT state = 'waiting for beanstalkd' FROM jobq.workers WHERE kind = 'relay'}, 30),
 	'the relay tried, and waits for beanstalkd');
 is(sql_ok($node, 'SELECT count(*) FROM jobq.outbox'), '6', 'six rows wait in the outbox');
+my $waiting = q{SELECT string_agg(concat_ws(' ', id, tube, func_name, encode(body, 'escape'), priority, delay, ttr, created_at),
+                                  ',' ORDER BY seq) FROM jobq.outbox};
+my $waiting_10 = sql_ok($node, $waiting);
 
 # the update
 ($rc, $out, $err) = as_role(undef, 'ALTER EXTENSION jobq UPDATE');
 ok($rc == 0, 'ALTER EXTENSION jobq UPDATE') or diag($err);
 note("ALTER EXTENSION: $err") if $err;
-is(sql_ok($node, q{SELECT extversion FROM pg_extension WHERE extname = 'jobq'}), '1.1', 'extension at 1.1');
+is(sql_ok($node, q{SELECT extversion FROM pg_extension WHERE extname = 'jobq'}), '1.2', 'extension at 1.2');
 is(sql_ok($node,
 		q{SELECT string_agg(concat_ws(' ', tube, func_name, handler, run_as, max_attempts, backoff), ',' ORDER BY tube)
 	  FROM jobq.handlers}), $handlers, 'the registrations are kept');
 is(sql_ok($node, q{SELECT concat_ws(' ', bs_id, tube, func_name, kwargs->>'n', sqlstate, message, attempts, source)
                   FROM jobq.failed}),
 	'4242 tu u1 failed 22023 failed in 1.0 3 worker', 'the failed row is kept');
-is(sql_ok($node, 'SELECT count(*) FROM jobq.outbox'), '6', 'the outbox rows are kept');
+is(sql_ok($node, 'SELECT count(*) FROM jobq.outbox_packs'), '6', 'the outbox rows are kept, as six packs of one job');
+is(sql_ok($node, $waiting), $waiting_10, 'the view jobq.outbox shows them as they were, in the same order');
 is(sql_ok($node, q{SELECT string_agg(p.parameter_name, ',' ORDER BY p.ordinal_position)
                      FROM information_schema.parameters p
                      JOIN information_schema.routines r USING (specific_schema, specific_name)
@@ -106,7 +118,7 @@ is(sql_ok($node, q{SELECT string_agg(p.parameter_name, ',' ORDER BY p.ordinal_po
 
 # beanstalkd back: the outbox is delivered and runs
 $bs = bs_start($port);
-ok(wait_for($node, q{SELECT (SELECT count(*) FROM public.effects WHERE tag = 'u1') = 5
+ok(wait_for($node, q{SELECT (SELECT count(*) FROM public.effects WHERE tag = 'u1' AND kw->>'n' <> 'pre') = 5
 	AND EXISTS (SELECT FROM public.effects WHERE tag = 'ua' AND who = 'al')}, 60),
 	'the outbox rows were delivered and ran (ua as al)');
 is(sql_ok($node, 'SELECT count(*) FROM jobq.outbox'), '0', 'the outbox is empty');

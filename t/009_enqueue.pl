@@ -1,5 +1,5 @@
 # the enqueue path: jobs wait in the producing backend's memory and are
-# written to jobq.outbox many rows at a time.  A crash in the middle of a
+# written to jobq.outbox_packs many jobs to a row.  A crash in the middle of a
 # big statement, after some of its jobs were written, leaves nothing; a
 # prepared transaction keeps its jobs through an immediate restart.
 use strict;
@@ -26,14 +26,15 @@ CREATE TRIGGER small_jobs AFTER INSERT ON small
 
 ###########################################################################
 # 1. kill -9 the backend of a big trigger statement once it has written
-#    part of its jobs into jobq.outbox (the table grew): after the crash
+#    part of its jobs into jobq.outbox_packs (the table and its TOAST
+#    grew): after the crash
 #    recovery, no job of it exists anywhere
 {
 	my $logpos = -s $node->logfile;
-	my $size0 = sql_ok($node, "SELECT pg_relation_size('jobq.outbox')");
+	my $size0 = sql_ok($node, "SELECT pg_total_relation_size('jobq.outbox_packs')");
 	my $bg = bg_psql($node, 'INSERT INTO big SELECT i FROM generate_series(1, 5000000) i;');
-	ok(wait_for($node, "SELECT pg_relation_size('jobq.outbox') > $size0 + 1024 * 1024", 60),
-		'case 1: the statement has written jobs into jobq.outbox (the table grew by over 1 MB)');
+	ok(wait_for($node, "SELECT pg_total_relation_size('jobq.outbox_packs') > $size0 + 1024 * 1024", 60),
+		'case 1: the statement has written jobs into jobq.outbox_packs (it grew by over 1 MB)');
 	my $victim = sql_ok($node,
 		"SELECT pid FROM pg_stat_activity WHERE query LIKE 'INSERT INTO big%' AND state = 'active'");
 	ok($victim =~ /^\d+$/, "case 1: the statement still runs (backend $victim)");

@@ -2,11 +2,13 @@
  * relay.c
  *		The relay: moves committed jobs from jobq.outbox into beanstalkd.
  *
- * One batch is one transaction: delete up to BATCH_SIZE of the oldest rows,
- * and no more than BATCH_BYTES of bodies (at least one row, so a big job
- * still goes, alone), RETURNING them; send them as pipelined puts in one
- * write, read every
- * reply, and commit only once beanstalkd has answered for each.  If
+ * One batch is one transaction: delete the oldest rows of jobq.outbox_packs
+ * (each the jobs of one write of a producer, see outbox.c), up to
+ * BATCH_SIZE jobs and BATCH_BYTES (at least one row, so a big pack still
+ * goes, alone), RETURNING them; send their jobs as pipelined puts in one
+ * write, read every reply, and commit only once beanstalkd has answered for
+ * each.  Before ALTER EXTENSION jobq UPDATE to 1.2 the rows are those of the
+ * 1.1 table jobq.outbox, one per job.  If
  * beanstalkd is unreachable the transaction aborts, the rows are back, and
  * the relay retries with back-off, logging once per outage.  A row that the
  * server refuses for good (JOB_TOO_BIG) goes to jobq.failed in the same
@@ -27,6 +29,7 @@
 #include <limits.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -36,6 +39,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -43,6 +47,7 @@
 #include "beanstalk.h"
 #include "failed.h"
 #include "jobq.h"
+#include "pack.h"
 #include "schema.h"
 #include "shmem.h"
 #include "worker.h"
@@ -53,26 +58,28 @@
 #define PRUNE_EVERY_MS	60000
 #define PRUNE_BATCH		10000
 
+/* one job of a batch, from a pack or a 1.1 outbox row */
 typedef struct OutboxRow
 {
-	int64		seq;
-	char	   *tube;
-	bytea	   *body;
-	int64		priority;
-	int64		delay;
-	int64		ttr;
-	Datum		id;				/* uuid */
-	char	   *func_name;
+	PackedJob	job;
 	bool		too_big;		/* over the server's max-job-size: not sent */
 } OutboxRow;
+
+/* where the batch's rows come from */
+typedef struct OutboxSource
+{
+	bool		packed;			/* jobq.outbox_packs; else the 1.1 jobq.outbox */
+	SPIPlanPtr	pick_plan;		/* seq, jobs, bytes of the oldest rows */
+	SPIPlanPtr	take_plan;		/* delete them, returning seq and their jobs */
+} OutboxSource;
 
 int			jobq_done_retention = 7 * 24 * 3600;
 int			jobq_failed_retention = 30 * 24 * 3600;
 
 static BeanstalkConn *conn;
 static ProcessBackoff backoff;	/* static: survives the main loop's longjmp */
-static SPIPlanPtr pick_plan = NULL;
-static SPIPlanPtr take_plan = NULL;
+static OutboxSource packs_source = {true};
+static OutboxSource legacy_source = {false};
 static bool batch_full = false; /* the last batch stopped at a limit: look again at once */
 
 void
@@ -95,12 +102,12 @@ relay_init_gucs(void)
 }
 
 static int
-row_cmp(const void *a, const void *b)
+seq_cmp(const void *a, const void *b)
 {
-	const OutboxRow *x = a;
-	const OutboxRow *y = b;
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
 
-	return (x->seq > y->seq) - (x->seq < y->seq);
+	return (x > y) - (x < y);
 }
 
 /* a row beanstalkd will never take: record it instead of retrying for ever */
@@ -109,48 +116,73 @@ reject_row(const OutboxRow *row, const char *message)
 {
 	FailedJob	f = {0};
 
-	f.job_id = DatumGetUUIDP(row->id);
-	f.tube = row->tube;
-	f.func_name = row->func_name;
-	f.kwargs = failed_kwargs_of_body(VARDATA_ANY(row->body), VARSIZE_ANY_EXHDR(row->body));
+	f.job_id = &row->job.id;
+	f.tube = row->job.tube;
+	f.func_name = row->job.func_name;
+	f.kwargs = failed_kwargs_of_body(row->job.body, row->job.body_len);
 	f.sqlstate = "54000";
 	f.message = message;
-	f.priority = row->priority;
-	f.ttr = row->ttr;
+	f.priority = row->job.priority;
+	f.ttr = row->job.ttr;
 	f.source = "relay";
 	failed_record(&f);
 	ereport(WARNING,
 			(errmsg("jobq relay: beanstalkd at %s refused job for func_name \"%s\" on tube \"%s\": %s",
-					conn->server, row->func_name, row->tube, message),
+					conn->server, row->job.func_name, row->job.tube, message),
 			 errdetail("The job was moved to jobq.failed.")));
 }
 
 /*
- * The oldest seqs of the outbox, at most BATCH_SIZE of them and BATCH_BYTES
- * of bodies past the first (octet_length reads the stored size, without
- * detoasting); returns them as an int8[] datum, or 0 when the outbox is
- * empty.
+ * Where the outbox is: jobq.outbox_packs, or, before ALTER EXTENSION jobq
+ * UPDATE to 1.2, the table jobq.outbox with a row per job.
+ */
+static OutboxSource *
+outbox_source(void)
+{
+	OutboxSource *src;
+	Oid			nsp = get_namespace_oid("jobq", false);
+	Oid			type = INT8ARRAYOID;
+
+	src = OidIsValid(get_relname_relid("outbox_packs", nsp)) ? &packs_source : &legacy_source;
+	if (src->pick_plan != NULL)
+		return src;
+	if (src->packed)
+	{
+		src->pick_plan = schema_keep_plan(psprintf("SELECT seq, jobs, pg_catalog.octet_length(packed) "
+												   "FROM jobq.outbox_packs ORDER BY seq LIMIT %d",
+												   BATCH_SIZE), 0, NULL);
+		src->take_plan = schema_keep_plan("DELETE FROM jobq.outbox_packs "
+										  "WHERE seq OPERATOR(pg_catalog.=) ANY ($1) "
+										  "RETURNING seq, packed", 1, &type);
+	}
+	else
+	{
+		src->pick_plan = schema_keep_plan(psprintf("SELECT seq, 1, pg_catalog.octet_length(body) "
+												   "FROM jobq.outbox ORDER BY seq LIMIT %d",
+												   BATCH_SIZE), 0, NULL);
+		src->take_plan = schema_keep_plan("DELETE FROM jobq.outbox "
+										  "WHERE seq OPERATOR(pg_catalog.=) ANY ($1) "
+										  "RETURNING seq, id, priority, delay, ttr, tube, func_name, body",
+										  1, &type);
+	}
+	return src;
+}
+
+/*
+ * The oldest rows of the outbox, up to BATCH_SIZE jobs and BATCH_BYTES
+ * (octet_length reads the stored size, without detoasting), but at least
+ * one row, so that a big pack or job still goes, alone; returns their seqs
+ * as an int8[] datum, or 0 when the outbox is empty.
  */
 static Datum
-pick_batch(void)
+pick_batch(OutboxSource *src)
 {
 	Datum	   *seqs;
 	int			n = 0;
+	int64		jobs = 0;
 	int64		bytes = 0;
 
-	if (pick_plan == NULL)
-	{
-		Oid			type = INT8ARRAYOID;
-
-		pick_plan = schema_keep_plan(psprintf("SELECT seq, pg_catalog.octet_length(body) "
-									   "FROM jobq.outbox ORDER BY seq LIMIT %d",
-									   BATCH_SIZE), 0, NULL);
-		take_plan = schema_keep_plan("DELETE FROM jobq.outbox "
-							  "WHERE seq OPERATOR(pg_catalog.=) ANY ($1) "
-							  "RETURNING seq, tube, body, priority, delay, ttr, id, func_name",
-							  1, &type);
-	}
-	if (SPI_execute_plan(pick_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(src->pick_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "jobq: reading the outbox failed");
 	batch_full = SPI_processed == BATCH_SIZE;
 	if (SPI_processed == 0)
@@ -160,13 +192,15 @@ pick_batch(void)
 	{
 		bool		isnull;
 		HeapTuple	tup = SPI_tuptable->vals[i];
-		int64		len = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		int64		njobs = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		int64		len = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 
-		if (n > 0 && bytes + len > BATCH_BYTES)
+		if (n > 0 && (jobs + njobs > BATCH_SIZE || bytes + len > BATCH_BYTES))
 		{
 			batch_full = true;
 			break;
 		}
+		jobs += njobs;
 		bytes += len;
 		seqs[n++] = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
 	}
@@ -174,41 +208,96 @@ pick_batch(void)
 										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
-/* Delete the rows pick_batch chose; returns how many, in SPI_tuptable. */
-static int
-take_batch(void)
+/* the order of the rows DELETE ... RETURNING gave: by seq */
+static int *
+returned_order(void)
 {
-	Datum		seqs = pick_batch();
-
-	if (seqs == (Datum) 0)
-		return 0;
-	if (SPI_execute_plan(take_plan, &seqs, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "jobq: taking rows from the outbox failed");
-	return (int) SPI_processed;
-}
-
-/* The rows take_batch returned (in SPI_tuptable), in seq order. */
-static OutboxRow *
-batch_rows(int n)
-{
-	OutboxRow  *rows = palloc(sizeof(OutboxRow) * n);
+	int			n = (int) SPI_processed;
+	int64	   *keys = palloc(sizeof(int64) * 2 * n);
+	int		   *order = palloc(sizeof(int) * n);
 
 	for (int i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 
-		rows[i].seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		rows[i].tube = SPI_getvalue(tup, desc, 2);
-		rows[i].body = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
-		rows[i].priority = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-		rows[i].delay = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-		rows[i].ttr = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
-		rows[i].id = SPI_getbinval(tup, desc, 7, &isnull);
-		rows[i].func_name = SPI_getvalue(tup, desc, 8);
+		keys[2 * i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+		keys[2 * i + 1] = i;
 	}
-	qsort(rows, n, sizeof(OutboxRow), row_cmp);
+	qsort(keys, n, sizeof(int64) * 2, seq_cmp);
+	for (int i = 0; i < n; i++)
+		order[i] = (int) keys[2 * i + 1];
+	return order;
+}
+
+/* a 1.1 outbox row as a job */
+static void
+legacy_row_job(HeapTuple tup, TupleDesc desc, PackedJob *job)
+{
+	bool		isnull;
+	bytea	   *body;
+
+	memcpy(job->id.data, DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull))->data, UUID_LEN);
+	job->priority = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	job->delay = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+	job->ttr = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	job->tube = SPI_getvalue(tup, desc, 6);
+	job->func_name = SPI_getvalue(tup, desc, 7);
+	body = DatumGetByteaPP(SPI_getbinval(tup, desc, 8, &isnull));
+	job->body = VARDATA_ANY(body);
+	job->body_len = VARSIZE_ANY_EXHDR(body);
+}
+
+/*
+ * Delete the rows pick_batch chose, and return their jobs in order (*n of
+ * them; none when the outbox is empty).
+ */
+static OutboxRow *
+take_batch(int *n)
+{
+	OutboxSource *src = outbox_source();
+	Datum		seqs = pick_batch(src);
+	OutboxRow  *rows;
+	int		   *order;
+	int			max;
+
+	*n = 0;
+	if (seqs == (Datum) 0)
+		return NULL;
+	if (SPI_execute_plan(src->take_plan, &seqs, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "jobq: taking rows from the outbox failed");
+	order = returned_order();
+	if (!src->packed)
+	{
+		rows = palloc0(sizeof(OutboxRow) * SPI_processed);
+		for (uint64 i = 0; i < SPI_processed; i++)
+			legacy_row_job(SPI_tuptable->vals[order[i]], SPI_tuptable->tupdesc, &rows[i].job);
+		*n = (int) SPI_processed;
+		return rows;
+	}
+	max = BATCH_SIZE;
+	rows = palloc0(sizeof(OutboxRow) * max);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		bytea	   *packed = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[order[i]],
+														   SPI_tuptable->tupdesc, 2, &isnull));
+		PackReader	reader;
+
+		pack_reader_init(&reader, VARDATA_ANY(packed), VARSIZE_ANY_EXHDR(packed));
+		for (;;)
+		{
+			if (*n == max)
+			{
+				max *= 2;
+				rows = repalloc(rows, sizeof(OutboxRow) * max);
+			}
+			if (!pack_next(&reader, &rows[*n].job))
+				break;
+			rows[*n].too_big = false;
+			(*n)++;
+		}
+	}
 	return rows;
 }
 
@@ -230,17 +319,18 @@ send_batch(OutboxRow *rows, int n, int64 max_size, char *start_tube)
 	strlcpy(start_tube, tube, BS_MAX_NAME + 1);
 	for (int i = 0; i < n; i++)
 	{
-		rows[i].too_big = (int64) VARSIZE_ANY_EXHDR(rows[i].body) > max_size;
+		PackedJob  *job = &rows[i].job;
+
+		rows[i].too_big = (int64) job->body_len > max_size;
 		if (rows[i].too_big)
 			continue;
-		if (strcmp(tube, rows[i].tube) != 0)
+		if (strcmp(tube, job->tube) != 0)
 		{
-			bs_queue_use(conn, rows[i].tube);
-			strlcpy(tube, rows[i].tube, sizeof(tube));
+			bs_queue_use(conn, job->tube);
+			strlcpy(tube, job->tube, sizeof(tube));
 		}
-		bs_queue_put(conn, (uint64) rows[i].priority, (uint64) rows[i].delay,
-					 (uint64) rows[i].ttr, VARDATA_ANY(rows[i].body),
-					 VARSIZE_ANY_EXHDR(rows[i].body));
+		bs_queue_put(conn, (uint64) job->priority, (uint64) job->delay,
+					 (uint64) job->ttr, job->body, job->body_len);
 	}
 	if (bs_pipeline_pending(conn))
 		bs_flush(conn);
@@ -264,7 +354,7 @@ read_put_outcome(const OutboxRow *row)
 			return true;
 		case BS_JOB_TOO_BIG:
 			reject_row(row, psprintf("job body of %zu bytes is larger than the server's max-job-size",
-									 (size_t) VARSIZE_ANY_EXHDR(row->body)));
+									 row->job.body_len));
 			return false;
 		case BS_DRAINING:
 			ereport(ERROR,
@@ -296,14 +386,14 @@ read_batch_replies(const OutboxRow *rows, int n, int64 max_size, const char *sta
 		{
 			reject_row(&rows[i],
 					   psprintf("job body of %zu bytes is larger than the server's max-job-size of " INT64_FORMAT " bytes",
-								(size_t) VARSIZE_ANY_EXHDR(rows[i].body), max_size));
+								rows[i].job.body_len, max_size));
 			(*rejected)++;
 			continue;
 		}
-		if (strcmp(tube, rows[i].tube) != 0)
+		if (strcmp(tube, rows[i].job.tube) != 0)
 		{
 			bs_read_use_reply(conn);
-			strlcpy(tube, rows[i].tube, sizeof(tube));
+			strlcpy(tube, rows[i].job.tube, sizeof(tube));
 		}
 		if (read_put_outcome(&rows[i]))
 			(*sent)++;
@@ -313,8 +403,8 @@ read_batch_replies(const OutboxRow *rows, int n, int64 max_size, const char *sta
 }
 
 /*
- * Send one batch.  Returns the number of outbox rows it took (0 when the
- * outbox is empty).  Throws on connection trouble; the caller's recovery
+ * Send one batch.  Returns the number of jobs it took (0 when the outbox is
+ * empty).  Throws on connection trouble; the caller's recovery
  * aborts the transaction, which puts the rows back.
  */
 static int
@@ -328,7 +418,7 @@ relay_batch(void)
 	char		start_tube[BS_MAX_NAME + 1];
 
 	process_xact_begin();
-	n = take_batch();
+	rows = take_batch(&n);
 	if (n == 0)
 	{
 		process_xact_end();
@@ -336,7 +426,6 @@ relay_batch(void)
 	}
 	pgstat_report_activity(STATE_RUNNING, "jobq relay: sending jobs");
 	slot_set_state(RELAY_SLOT, JOBQ_STATE_SENDING, NULL, NULL, 0);
-	rows = batch_rows(n);
 
 	/* the server's limit, once per connection; jobq_put checks it early */
 	max_size = bs_max_job_size(conn);

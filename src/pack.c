@@ -1,0 +1,172 @@
+/*
+ * pack.c
+ *		Writing and reading packs (see pack.h), and jobq.unpack(bytea), which
+ *		shows a pack's jobs as rows (the view jobq.outbox is built on it).
+ *
+ * A pack is read back by the relay and by anyone who may call jobq.unpack
+ * on any bytea: every length is checked against what is left, and a pack
+ * that does not parse is an error, never a read past its end.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "port/pg_bswap.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
+
+#include "pack.h"
+
+#define PACK_FIXED_BYTES	(UUID_LEN + 3 * sizeof(int64))
+
+PG_FUNCTION_INFO_V1(jobq_unpack);
+
+static void
+append_int64(StringInfo pack, int64 value)
+{
+	uint64		be = pg_hton64((uint64) value);
+
+	appendBinaryStringInfoNT(pack, (const char *) &be, sizeof(be));
+}
+
+static void
+append_string(StringInfo pack, const char *s, size_t len)
+{
+	uint32		be = pg_hton32((uint32) len);
+
+	appendBinaryStringInfoNT(pack, (const char *) &be, sizeof(be));
+	appendBinaryStringInfoNT(pack, s, len);
+}
+
+/* Append one job to pack. */
+void
+pack_append(StringInfo pack, const pg_uuid_t *id, int64 priority, int64 delay,
+			int64 ttr, const char *tube, const char *func_name,
+			const char *body, size_t body_len)
+{
+	if (body_len > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("job body of %zu bytes is too large for the outbox", body_len)));
+	appendBinaryStringInfoNT(pack, (const char *) id->data, UUID_LEN);
+	append_int64(pack, priority);
+	append_int64(pack, delay);
+	append_int64(pack, ttr);
+	append_string(pack, tube, strlen(tube));
+	append_string(pack, func_name, strlen(func_name));
+	append_string(pack, body, body_len);
+}
+
+static void
+pack_invalid(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+			 errmsg("invalid jobq pack: %s", what)));
+}
+
+static int64
+read_int64(PackReader *reader)
+{
+	uint64		be;
+
+	memcpy(&be, reader->next, sizeof(be));
+	reader->next += sizeof(be);
+	return (int64) pg_ntoh64(be);
+}
+
+/* a length-prefixed byte string; its bytes stay in the pack */
+static const char *
+read_bytes(PackReader *reader, size_t *len, const char *what)
+{
+	uint32		be;
+	const char *bytes;
+
+	if (reader->end - reader->next < (ptrdiff_t) sizeof(be))
+		pack_invalid(psprintf("the length of a %s is cut off", what));
+	memcpy(&be, reader->next, sizeof(be));
+	reader->next += sizeof(be);
+	*len = pg_ntoh32(be);
+	if ((size_t) (reader->end - reader->next) < *len)
+		pack_invalid(psprintf("a %s of %zu bytes runs past the end", what, *len));
+	bytes = reader->next;
+	reader->next += *len;
+	return bytes;
+}
+
+/* a length-prefixed string, as a C string */
+static char *
+read_string(PackReader *reader, const char *what)
+{
+	size_t		len;
+	const char *s = read_bytes(reader, &len, what);
+
+	if (!pg_verifymbstr(s, (int) len, true))
+		pack_invalid(psprintf("a %s is not valid in the database encoding", what));
+	return pnstrdup(s, len);
+}
+
+void
+pack_reader_init(PackReader *reader, const char *data, size_t len)
+{
+	reader->next = data;
+	reader->end = data + len;
+}
+
+/* The next job of the pack into *job; false at its end. */
+bool
+pack_next(PackReader *reader, PackedJob *job)
+{
+	if (reader->next == reader->end)
+		return false;
+	if ((size_t) (reader->end - reader->next) < PACK_FIXED_BYTES)
+		pack_invalid("a job is cut off");
+	memcpy(job->id.data, reader->next, UUID_LEN);
+	reader->next += UUID_LEN;
+	job->priority = read_int64(reader);
+	job->delay = read_int64(reader);
+	job->ttr = read_int64(reader);
+	job->tube = read_string(reader, "tube");
+	job->func_name = read_string(reader, "func_name");
+	job->body = read_bytes(reader, &job->body_len, "body");
+	return true;
+}
+
+/*
+ * jobq.unpack(packed bytea): the jobs of a pack, in order, as
+ * (ord, id, tube, func_name, body, priority, delay, ttr).
+ */
+Datum
+jobq_unpack(PG_FUNCTION_ARGS)
+{
+	bytea	   *packed = PG_GETARG_BYTEA_PP(0);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PackReader	reader;
+	PackedJob	job;
+	int32		ord = 0;
+
+	InitMaterializedSRF(fcinfo, 0);
+	pack_reader_init(&reader, VARDATA_ANY(packed), VARSIZE_ANY_EXHDR(packed));
+	while (pack_next(&reader, &job))
+	{
+		Datum		values[8];
+		bool		nulls[8] = {0};
+		bytea	   *body = palloc(VARHDRSZ + job.body_len);
+		pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+		SET_VARSIZE(body, VARHDRSZ + job.body_len);
+		memcpy(VARDATA(body), job.body, job.body_len);
+		*id = job.id;
+		values[0] = Int32GetDatum(++ord);
+		values[1] = UUIDPGetDatum(id);
+		values[2] = CStringGetTextDatum(job.tube);
+		values[3] = CStringGetTextDatum(job.func_name);
+		values[4] = PointerGetDatum(body);
+		values[5] = Int64GetDatum(job.priority);
+		values[6] = Int64GetDatum(job.delay);
+		values[7] = Int64GetDatum(job.ttr);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_NULL();
+}
