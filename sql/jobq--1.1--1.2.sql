@@ -1,4 +1,4 @@
--- jobq 1.1 -> 1.2: packed outbox rows.
+-- jobq 1.1 -> 1.2: packed outbox rows; several databases.
 --
 -- A producer's write (the jobs of one statement, up to 1000 or 4 MB) is one
 -- row of jobq.outbox_packs instead of a row of jobq.outbox per job: a job
@@ -8,6 +8,10 @@
 -- (plus ord, the job's place in its pack).  The rows waiting in the 1.1
 -- table are moved into packs of one job, keeping their seq, so that the
 -- relay sends them first.
+--
+-- jobq.database may list several databases; jobq.check_database() tells
+-- whether this one is among them (and warns if not), which CREATE
+-- EXTENSION does at its end.
 -- Everything here is schema-qualified or resolved through pg_catalog, which
 -- comes first: it runs as a superuser.
 
@@ -94,3 +98,16 @@ COMMENT ON VIEW jobq.outbox IS
     'Jobs waiting in jobq.outbox_packs for the relay, a row per job';
 COMMENT ON VIEW jobq.outbox_backlog IS
     'Jobs waiting in the outbox for the relay, per tube, and the oldest';
+
+CREATE FUNCTION jobq.check_database()
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'jobq_check_database'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION jobq.check_database() FROM PUBLIC;
+COMMENT ON FUNCTION jobq.check_database() IS
+    'Whether jobq''s relay and workers serve this database (jobq.database lists it, jobq is preloaded); warns when not';
+
+-- Run by every CREATE EXTENSION and update to 1.2 (and by the last update
+-- script of later versions): jobs enqueued in a database nobody serves
+-- stay in its outbox, so say so now, with the setting to change.
+SELECT jobq.check_database();

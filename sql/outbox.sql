@@ -141,7 +141,14 @@ SELECT jobq_put('bad tube', 'f');
 SELECT jobq_put('t_ob', '');
 SELECT jobq_put('t_ob', 'f', '[]');
 SELECT jobq_put('t_ob', 'f', '{}', -1);
-SELECT jobq_put('t_ob', 'f', jsonb_build_object('x', repeat('x', 70000)));
+-- (the body's size depends on the database's name, which it carries)
+DO $$
+BEGIN
+    PERFORM jobq_put('t_ob', 'f', jsonb_build_object('x', repeat('x', 70000)));
+EXCEPTION WHEN program_limit_exceeded THEN
+    RAISE NOTICE 'refused: %', regexp_replace(SQLERRM, 'of \d+ bytes exceeds', 'of N bytes exceeds');
+END
+$$;
 SELECT count(*) AS nothing_written FROM jobq.outbox;
 
 -- end to end: a registered handler runs a job from a committed transaction

@@ -11,6 +11,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -330,8 +331,8 @@ jobq_pause_tube(PG_FUNCTION_ARGS)
 }
 
 /*
- * jobq_worker_status() -> one row per running jobq process (the view
- * jobq.workers).  Empty when jobq is not preloaded.
+ * jobq_worker_status() -> one row per running jobq process of this
+ * database (the view jobq.workers).  Empty when jobq is not preloaded.
  */
 Datum
 jobq_worker_status(PG_FUNCTION_ARGS)
@@ -348,9 +349,9 @@ jobq_worker_status(PG_FUNCTION_ARGS)
 		bool		nulls[12] = {0};
 
 		slot_read(i, &s);
-		if (s.pid == 0)
+		if (s.pid == 0 || s.dboid != MyDatabaseId)
 			continue;
-		values[0] = Int32GetDatum(i);
+		values[0] = Int32GetDatum(slot_number(i));
 		values[1] = CStringGetTextDatum(s.kind == JOBQ_KIND_RELAY ? "relay" : "worker");
 		values[2] = Int32GetDatum(s.pid);
 		values[3] = CStringGetTextDatum(jobq_state_names[s.state]);

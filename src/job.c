@@ -16,12 +16,14 @@
 #include <math.h>
 
 #include "common/int.h"
+#include "commands/dbcommands.h"
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
+#include "utils/memutils.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -321,6 +323,20 @@ job_append_jsonb_compact(StringInfo out, JsonbContainer *container)
 }
 
 /*
+ * This backend's database, which every body names so that only its own
+ * workers run the job (a database cannot be renamed while connected to).
+ */
+static const char *
+job_database_name(void)
+{
+	static char *name = NULL;
+
+	if (name == NULL)
+		name = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	return name;
+}
+
+/*
  * The body for a job, as UTF-8 (beanstalkd bodies are bytes; jobq's are
  * always UTF-8 JSON whatever the database encoding).
  */
@@ -342,7 +358,9 @@ job_encode(const JobSpec *spec, const pg_uuid_t *id, size_t *len)
 		job_append_jsonb_compact(&buf, &spec->kwargs->root);
 	appendStringInfoString(&buf, ",\"id\":\"");
 	append_uuid(&buf, id);
-	appendStringInfoString(&buf, "\"}");
+	appendStringInfoString(&buf, "\",\"db\":");
+	escape_json(&buf, job_database_name());
+	appendStringInfoChar(&buf, '}');
 
 	utf8 = pg_server_to_any(buf.data, buf.len, PG_UTF8);
 	*len = (utf8 != buf.data) ? strlen(utf8) : (size_t) buf.len;

@@ -2,8 +2,9 @@
  * job.h
  *		Job bodies: validation of what goes in, the wire format, decoding.
  *
- * The wire format is the Python original's, compact JSON:
- *	{"func_name":"f","tube":"t","kwargs":{...},"id":"<uuid>"}
+ * The wire format is the Python original's, compact JSON, with the job's id
+ * and the database that enqueued it:
+ *	{"func_name":"f","tube":"t","kwargs":{...},"id":"<uuid>","db":"<name>"}
  */
 #ifndef JOBQ_JOB_H
 #define JOBQ_JOB_H
@@ -36,6 +37,7 @@ typedef struct JobBody
 	Jsonb	   *kwargs;			/* never NULL: absent means {} */
 	bool		has_id;
 	pg_uuid_t	id;
+	char	   *database;		/* the database that enqueued it; NULL: unknown */
 } JobBody;
 
 extern void job_check_tube(const char *tube);

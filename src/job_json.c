@@ -97,12 +97,29 @@ job_json_check(const char *body, size_t len, JobBody *job, char **error)
 				{
 					json_t	   *idv = json_object_get(root, "id");
 
+					json_t	   *dbv = json_object_get(root, "db");
+
 					if (idv != NULL && !json_is_null(idv))
 					{
 						if (!json_is_string(idv) || !parse_uuid(json_string_value(idv), &job->id))
 							*error = pstrdup("body has an \"id\" that is not a uuid");
 						else
 							job->has_id = true;
+					}
+					if (*error == NULL && dbv != NULL && !json_is_null(dbv))
+					{
+						if (!json_is_string(dbv) || json_string_length(dbv) == 0 ||
+							json_string_length(dbv) >= NAMEDATALEN ||
+							strlen(json_string_value(dbv)) != json_string_length(dbv))
+							*error = pstrdup("body has a \"db\" that is not a database name");
+						else
+						{
+							const char *utf8db = json_string_value(dbv);
+							char	   *db = pg_any_to_server(utf8db, json_string_length(dbv), PG_UTF8);
+
+							/* jansson's string goes with the tree */
+							job->database = (db == utf8db) ? pstrdup(utf8db) : db;
+						}
 					}
 					ok = (*error == NULL);
 				}

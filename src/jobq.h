@@ -26,8 +26,9 @@ extern void beanstalk_init_gucs(void);
 extern void signing_init_gucs(void);
 extern void put_init_gucs(void);
 
-/* launcher.c: the database the relay and the workers serve (preload only) */
+/* launcher.c: the databases the relays and the workers serve (preload only) */
 extern char *jobq_database;
+extern bool launcher_serves(const char *database);
 
 /* worker/: the background processes' settings, and the launcher */
 extern void launcher_init_gucs(void);

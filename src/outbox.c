@@ -81,6 +81,8 @@ static int	maxpending = 0;
 
 static void outbox_flush(void);
 
+PG_FUNCTION_INFO_V1(jobq_check_database);
+
 /* a table of jobq and the identity sequence of its seq column, looked up once */
 typedef struct OutboxTable
 {
@@ -387,16 +389,62 @@ outbox_flush(void)
 	outbox_written = true;
 }
 
-/* whether jobq.database is this backend's database; looked up once */
+/* whether jobq.database lists this backend's database; looked up when it changes */
 static bool
 relay_serves_this_database(void)
 {
-	static int	serves = -1;
+	static char *checked = NULL;	/* jobq.database when last looked at */
+	static bool serves;
 
-	if (serves < 0)
-		serves = jobq_database == NULL ||
-			strcmp(jobq_database, get_database_name(MyDatabaseId)) == 0;
+	if (jobq_database == NULL)
+		return true;
+	if (checked == NULL || strcmp(checked, jobq_database) != 0)
+	{
+		serves = launcher_serves(get_database_name(MyDatabaseId));
+		if (checked != NULL)
+			pfree(checked);
+		checked = MemoryContextStrdup(TopMemoryContext, jobq_database);
+	}
 	return serves;
+}
+
+/*
+ * Warn that no relay will send this database's jobs, if so: jobq is not
+ * preloaded, or jobq.database does not list this database.  Returns whether
+ * it warned.
+ */
+static bool
+warn_if_unserved(void)
+{
+	if (!shmem_available())
+	{
+		ereport(WARNING,
+				(errmsg("jobq's relay is not running: jobs stay in jobq.outbox"),
+				 errdetail("The jobs will be sent to beanstalkd once the relay runs."),
+				 errhint("Add jobq to shared_preload_libraries and restart the server.")));
+		return true;
+	}
+	if (!relay_serves_this_database())
+	{
+		ereport(WARNING,
+				(errmsg("jobq does not serve database \"%s\": jobs stay in jobq.outbox",
+						get_database_name(MyDatabaseId)),
+				 errdetail("jobq.database lists the databases whose jobs are sent to beanstalkd and run: \"%s\".",
+						   jobq_database),
+				 errhint("Add this database to jobq.database and reload the configuration.")));
+		return true;
+	}
+	return false;
+}
+
+/*
+ * jobq.check_database(): the same warning, from CREATE EXTENSION jobq in a
+ * database no relay serves.
+ */
+Datum
+jobq_check_database(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(!warn_if_unserved());
 }
 
 /*
@@ -421,25 +469,8 @@ outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id)
 						len, max),
 				 errhint("Send smaller kwargs, or raise beanstalkd's -z limit.")));
 
-	if (!shmem_available() && !warned_no_relay)
-	{
-		ereport(WARNING,
-				(errmsg("jobq's relay is not running: jobs stay in jobq.outbox"),
-				 errdetail("The jobs will be sent to beanstalkd once the relay runs."),
-				 errhint("Add jobq to shared_preload_libraries and restart the server.")));
-		warned_no_relay = true;
-	}
-	else if (!warned_no_relay && !relay_serves_this_database())
-	{
-		ereport(WARNING,
-				(errmsg("jobq's relay serves database \"%s\", not this one: jobs stay in jobq.outbox",
-						jobq_database),
-				 errdetail("Nothing sends the jobs of database \"%s\" to beanstalkd.",
-						   get_database_name(MyDatabaseId)),
-				 errhint("Set jobq.database to this database and restart the server, or enqueue from database \"%s\".",
-						 jobq_database)));
-		warned_no_relay = true;
-	}
+	if (!warned_no_relay)
+		warned_no_relay = warn_if_unserved();
 	/* the heap insert comes later, and checks nothing of this */
 	if (XactReadOnly)
 		ereport(ERROR,

@@ -48,7 +48,7 @@ static Size
 shmem_size(void)
 {
 	return add_size(offsetof(JobqShared, slots),
-					mul_size(JOBQ_MAX_WORKERS + 1, sizeof(JobqWorkerSlot)));
+					mul_size(JOBQ_MAX_DATABASES * JOBQ_SLOTS_PER_DB, sizeof(JobqWorkerSlot)));
 }
 
 static void
@@ -88,7 +88,7 @@ shmem_attach(void)
 		memset(jobq_shared, 0, shmem_size());
 		SpinLockInit(&jobq_shared->mutex);
 		pg_atomic_init_u64(&jobq_shared->max_job_size, 0);
-		jobq_shared->nslots = JOBQ_MAX_WORKERS + 1;
+		jobq_shared->nslots = JOBQ_MAX_DATABASES * JOBQ_SLOTS_PER_DB;
 		for (int i = 0; i < jobq_shared->nslots; i++)
 			SpinLockInit(&jobq_shared->slots[i].mutex);
 	}
@@ -102,24 +102,55 @@ shmem_available(void)
 	return jobq_shared != NULL;
 }
 
+/* The relay of database block db announces its latch (NULL at exit). */
 void
-shmem_set_relay_latch(Latch *latch)
+shmem_set_relay_latch(int db, Latch *latch)
 {
 	SpinLockAcquire(&jobq_shared->mutex);
-	jobq_shared->relay_latch = latch;
+	jobq_shared->relays[db].dboid = MyDatabaseId;
+	jobq_shared->relays[db].latch = latch;
 	SpinLockRelease(&jobq_shared->mutex);
 }
 
-/* the relay's latch, or NULL when no relay runs (or jobq is not preloaded) */
+/* The launcher assigns database block db to a database ("": frees it). */
+void
+shmem_set_block_database(int db, const char *database)
+{
+	SpinLockAcquire(&jobq_shared->mutex);
+	strlcpy(jobq_shared->relays[db].database, database, NAMEDATALEN);
+	SpinLockRelease(&jobq_shared->mutex);
+}
+
+/* The database block db was assigned to, into database[NAMEDATALEN]. */
+void
+shmem_block_database(int db, char *database)
+{
+	SpinLockAcquire(&jobq_shared->mutex);
+	strlcpy(database, jobq_shared->relays[db].database, NAMEDATALEN);
+	SpinLockRelease(&jobq_shared->mutex);
+}
+
+/*
+ * The latch of the relay serving this backend's database, or NULL when none
+ * runs (or jobq is not preloaded).
+ */
 Latch *
 shmem_relay_latch(void)
 {
-	Latch	   *latch;
+	Latch	   *latch = NULL;
 
 	if (jobq_shared == NULL)
 		return NULL;
 	SpinLockAcquire(&jobq_shared->mutex);
-	latch = jobq_shared->relay_latch;
+	for (int db = 0; db < JOBQ_MAX_DATABASES; db++)
+	{
+		if (jobq_shared->relays[db].dboid == MyDatabaseId &&
+			jobq_shared->relays[db].latch != NULL)
+		{
+			latch = jobq_shared->relays[db].latch;
+			break;
+		}
+	}
 	SpinLockRelease(&jobq_shared->mutex);
 	return latch;
 }
@@ -132,6 +163,7 @@ slot_attach(int slot, JobqWorkerKind kind)
 
 	SpinLockAcquire(&s->mutex);
 	s->pid = MyProcPid;
+	s->dboid = MyDatabaseId;
 	s->kind = kind;
 	SpinLockRelease(&s->mutex);
 	slot_set_state(slot, JOBQ_STATE_STARTING, NULL, NULL, 0);
@@ -144,7 +176,7 @@ slot_detach(int slot)
 	JobqWorkerSlot *s = &jobq_shared->slots[slot];
 
 	if (s->kind == JOBQ_KIND_RELAY)
-		shmem_set_relay_latch(NULL);
+		shmem_set_relay_latch(slot_db(slot), NULL);
 	slot_set_state(slot, JOBQ_STATE_STOPPED, NULL, NULL, 0);
 	SpinLockAcquire(&s->mutex);
 	s->pid = 0;

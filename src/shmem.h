@@ -1,8 +1,12 @@
 /*
  * shmem.h
- *		jobq's shared memory: the relay's latch, the server's max-job-size,
- *		and one status slot per background process, read by the
- *		jobq.workers view.  See shmem.c for the locking rules.
+ *		jobq's shared memory: each served database's relay latch, the
+ *		server's max-job-size, and one status slot per background process,
+ *		read by the jobq.workers view.  See shmem.c for the locking rules.
+ *
+ * The slots come in blocks of JOBQ_SLOTS_PER_DB, one block per database the
+ * launcher serves (at most JOBQ_MAX_DATABASES): in a block, slot 0 is the
+ * relay's and slots 1..jobq.workers the workers'.
  */
 #ifndef JOBQ_SHMEM_H
 #define JOBQ_SHMEM_H
@@ -18,6 +22,13 @@
 #include "job.h"
 
 #define JOBQ_MAX_WORKERS	64
+#define JOBQ_MAX_DATABASES	16
+#define JOBQ_SLOTS_PER_DB	(JOBQ_MAX_WORKERS + 1)
+
+/* a slot's database block, and its number in the block (0: the relay) */
+#define slot_db(slot)		((slot) / JOBQ_SLOTS_PER_DB)
+#define slot_number(slot)	((slot) % JOBQ_SLOTS_PER_DB)
+#define slot_of(db, number)	((db) * JOBQ_SLOTS_PER_DB + (number))
 #define JOBQ_ERRLEN			256
 
 typedef enum JobqWorkerKind
@@ -47,6 +58,7 @@ typedef struct JobqWorkerSlot
 {
 	slock_t		mutex;			/* protects everything below */
 	int			pid;			/* 0 when not running */
+	Oid			dboid;			/* the database it is connected to */
 	JobqWorkerKind kind;
 	JobqWorkerState state;
 	char		tube[BS_MAX_NAME + 1];
@@ -59,10 +71,22 @@ typedef struct JobqWorkerSlot
 	TimestampTz last_error_at;
 } JobqWorkerSlot;
 
+/*
+ * A database block: the database the launcher assigned it (so that a
+ * restarted launcher finds its running processes again), and its relay,
+ * which committing backends of dboid wake.
+ */
+typedef struct JobqRelay
+{
+	char		database[NAMEDATALEN];	/* "" when the block is free */
+	Oid			dboid;
+	Latch	   *latch;			/* NULL while no relay runs */
+} JobqRelay;
+
 typedef struct JobqShared
 {
-	slock_t		mutex;			/* protects relay_latch */
-	Latch	   *relay_latch;	/* NULL while no relay runs */
+	slock_t		mutex;			/* protects relays */
+	JobqRelay	relays[JOBQ_MAX_DATABASES];
 	pg_atomic_uint64 max_job_size;	/* last seen from the server; 0 unknown */
 	int			nslots;
 	JobqWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
@@ -73,7 +97,9 @@ extern JobqShared *jobq_shared;
 extern void shmem_install_hooks(void);
 extern void shmem_attach(void);
 extern bool shmem_available(void);
-extern void shmem_set_relay_latch(Latch *latch);
+extern void shmem_set_relay_latch(int db, Latch *latch);
+extern void shmem_set_block_database(int db, const char *database);
+extern void shmem_block_database(int db, char *database);
 extern Latch *shmem_relay_latch(void);
 
 extern void slot_attach(int slot, JobqWorkerKind kind);

@@ -80,13 +80,16 @@ PREPARE TRANSACTION 'jobq_009';
 	sql_ok($node, 'CREATE DATABASE other');
 	my ($rc, $out, $err) = query($node, 'CREATE EXTENSION jobq', db => 'other');
 	is($rc, 0, 'case 3: the extension installs in another database');
+	like($err, qr/WARNING:  jobq does not serve database "other": jobs stay in jobq.outbox/,
+		'case 3: CREATE EXTENSION warns that nothing will send its jobs');
 	($rc, $out, $err) = query($node,
 		"SELECT jobq_put('t_other', 'f') IS NOT NULL; SELECT jobq_put('t_other', 'f') IS NOT NULL;",
 		db => 'other');
 	is($rc, 0, 'case 3: jobq_put works there');
-	like($err, qr/WARNING:  jobq's relay serves database "postgres", not this one: jobs stay in jobq.outbox/,
+	like($err, qr/WARNING:  jobq does not serve database "other": jobs stay in jobq.outbox/,
 		'case 3: it warns that nothing sends the jobs');
-	like($err, qr/HINT:  Set jobq.database to this database/, 'case 3: ... naming the setting');
+	like($err, qr/HINT:  Add this database to jobq.database and reload the configuration/,
+		'case 3: ... naming the setting');
 	is(scalar(() = $err =~ /WARNING/g), 1, 'case 3: once per session');
 	($rc, $out, $err) = query($node, "SELECT jobq_put('t_served', 'f') IS NOT NULL");
 	unlike($err, qr/WARNING/, 'case 3: no warning in the database the relay serves');

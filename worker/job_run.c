@@ -6,8 +6,9 @@
  *
  * For one job (worker.c reserved it and read its facts with stats-job):
  *	1. check the body's signature (jobq.signing_key) and decode it; a body
- *	   that is not a jobq job, is not signed as required, or names another
- *	   tube than the one it was reserved from is rejected
+ *	   that is not a jobq job, is not signed as required, names another
+ *	   tube than the one it was reserved from, or was enqueued in another
+ *	   database (whose producer rights were checked there) is rejected
  *	2. look up the handler and check that its registration still holds
  *	   (run_as, the function's owner, EXECUTE) and that the job was put
  *	   after it was registered
@@ -671,6 +672,14 @@ admit_job(BatchJob *bj, JobBody *body, bool *decoded)
 		set_outcome_rejected(&bj->out, "42501",
 							 psprintf("job body names tube \"%s\" but was reserved from tube \"%s\"",
 									  body->tube, bj->facts.tube));
+		return false;
+	}
+	/* who may enqueue was checked in the database that enqueued it */
+	if (body->database != NULL && strcmp(body->database, worker_database) != 0)
+	{
+		set_outcome_rejected(&bj->out, "42501",
+							 psprintf("job was enqueued in database \"%s\", not in this one",
+									  body->database));
 		return false;
 	}
 	return true;

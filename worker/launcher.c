@@ -4,11 +4,19 @@
  *		restarts them.
  *
  * The launcher is the one statically registered background worker.  It is
- * connected to no database, so it can wait for jobq.database to exist
- * without failing; once it does, it starts the relay and the job workers as
- * dynamic background workers and restarts any that exit, at most once every
- * RESTART_DELAY for a process that exits soon after starting, so a worker
- * that cannot run never turns into a crash loop.
+ * connected to no database, so it can wait for the databases of
+ * jobq.database to exist without failing; for each that does, it starts a
+ * relay and jobq.workers job workers as dynamic background workers (a
+ * background worker stays in the database it connected to, so each database
+ * has its own) and restarts any that exit, at most once every RESTART_DELAY
+ * for a process that exits soon after starting, so a worker that cannot run
+ * never turns into a crash loop.
+ *
+ * jobq.database is read again on SIGHUP: a database added to it gets a
+ * block of slots (shmem.h) and its processes; one removed has its processes
+ * stopped, and its block is free again once they are gone.  A database
+ * dropped (DROP DATABASE ... WITH (FORCE) ends its processes) is waited for
+ * until it exists again.
  */
 #include "postgres.h"
 
@@ -30,6 +38,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -43,18 +52,74 @@
 char	   *jobq_database = NULL;
 int			jobq_workers = 2;
 
+/* the databases of a jobq.database value, or NULL (with GUC_check_errdetail) */
+static List *
+database_list(const char *value)
+{
+	char	   *raw = pstrdup(value);
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	if (!SplitGUCList(raw, ',', &names))
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		return NULL;
+	}
+	if (list_length(names) > JOBQ_MAX_DATABASES)
+	{
+		GUC_check_errdetail("jobq serves at most %d databases.", JOBQ_MAX_DATABASES);
+		return NULL;
+	}
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+
+		if (name[0] == '\0' || strlen(name) >= NAMEDATALEN)
+		{
+			GUC_check_errdetail("\"%s\" is not a database name.", name);
+			return NULL;
+		}
+		for (ListCell *other = list_head(names); other != lc; other = lnext(names, other))
+			if (strcmp(lfirst(other), name) == 0)
+			{
+				GUC_check_errdetail("Database \"%s\" is listed twice.", name);
+				return NULL;
+			}
+	}
+	return names;
+}
+
+static bool
+check_database(char **newval, void **extra, GucSource source)
+{
+	return database_list(*newval) != NULL;
+}
+
+/* Whether jobq.database lists database (jobq_put warns when it does not). */
+bool
+launcher_serves(const char *database)
+{
+	List	   *names = database_list(jobq_database);
+	ListCell   *lc;
+
+	foreach(lc, names)
+		if (strcmp(lfirst(lc), database) == 0)
+			return true;
+	return false;
+}
+
 void
 launcher_init_gucs(void)
 {
 	DefineCustomStringVariable("jobq.database",
-							   "Database in which jobq's workers run.",
-							   NULL,
+							   "Databases in which jobq's relay and workers run, a comma-separated list.",
+							   "Each database listed gets a relay and jobq.workers workers.",
 							   &jobq_database,
 							   "postgres",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   check_database, NULL, NULL);
 	DefineCustomIntVariable("jobq.workers",
-							"Number of job workers.",
+							"Number of job workers in each database of jobq.database.",
 							NULL,
 							&jobq_workers,
 							2, 0, JOBQ_MAX_WORKERS,
@@ -90,6 +155,7 @@ database_exists(const char *name)
 	TableScanDesc scan;
 	HeapTuple	tup;
 	bool		found = false;
+	MemoryContext caller = CurrentMemoryContext;
 
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
@@ -108,32 +174,38 @@ database_exists(const char *name)
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
 	return found;
 }
 
 static BackgroundWorkerHandle *
-start_process(int slot)
+start_process(int slot, const char *database)
 {
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
-	const char *what = slot == RELAY_SLOT ? "relay" : "worker";
+	bool		relay = slot_number(slot) == 0;
+	MemoryContext old;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;
 	strlcpy(bgw.bgw_library_name, "jobq", BGW_MAXLEN);
-	strlcpy(bgw.bgw_function_name,
-			slot == RELAY_SLOT ? "jobq_relay_main" : "jobq_worker_main", BGW_MAXLEN);
-	if (slot == RELAY_SLOT)
-		snprintf(bgw.bgw_name, BGW_MAXLEN, "jobq relay");
+	strlcpy(bgw.bgw_function_name, relay ? "jobq_relay_main" : "jobq_worker_main", BGW_MAXLEN);
+	if (relay)
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "jobq relay (%s)", database);
 	else
-		snprintf(bgw.bgw_name, BGW_MAXLEN, "jobq worker %d", slot);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "jobq %s", what);
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "jobq worker %d (%s)", slot_number(slot), database);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "jobq %s", relay ? "relay" : "worker");
 	bgw.bgw_main_arg = Int32GetDatum(slot);
+	StaticAssertStmt(NAMEDATALEN <= BGW_EXTRALEN, "a database name fits in bgw_extra");
+	strlcpy(bgw.bgw_extra, database, BGW_EXTRALEN);
 	bgw.bgw_notify_pid = MyProcPid;
+	/* the handle lives as long as the process */
+	old = MemoryContextSwitchTo(TopMemoryContext);
 	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
-		return NULL;
+		handle = NULL;
+	MemoryContextSwitchTo(old);
 	return handle;
 }
 
@@ -149,65 +221,191 @@ slot_running(int slot, BackgroundWorkerHandle *handle)
 	return slot_pid(slot) != 0;
 }
 
+/* what the launcher knows of one block of slots */
+typedef struct ServedDatabase
+{
+	char		name[NAMEDATALEN];	/* "" when the block is free */
+	bool		listed;			/* still in jobq.database */
+	bool		logged_missing;
+	BackgroundWorkerHandle *handles[JOBQ_SLOTS_PER_DB];
+	TimestampTz started[JOBQ_SLOTS_PER_DB];
+} ServedDatabase;
+
+static ServedDatabase served[JOBQ_MAX_DATABASES];
+
+/*
+ * Match the blocks to jobq.database: a listed database keeps its block or
+ * takes a free one; a block whose database left the list is marked so.
+ */
+static void
+assign_blocks(void)
+{
+	List	   *names = database_list(jobq_database);
+	ListCell   *lc;
+
+	for (int db = 0; db < JOBQ_MAX_DATABASES; db++)
+		served[db].listed = false;
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+		int			free_db = -1;
+		int			db;
+
+		for (db = 0; db < JOBQ_MAX_DATABASES; db++)
+		{
+			if (strcmp(served[db].name, name) == 0)
+				break;
+			if (free_db < 0 && served[db].name[0] == '\0')
+				free_db = db;
+		}
+		if (db == JOBQ_MAX_DATABASES)
+		{
+			/* a block still stopping its old database's processes is not free */
+			if (free_db < 0)
+				continue;
+			db = free_db;
+			memset(&served[db], 0, sizeof(served[db]));
+			strlcpy(served[db].name, name, NAMEDATALEN);
+			shmem_set_block_database(db, name);
+		}
+		served[db].listed = true;
+	}
+}
+
+/* Stop the processes of a database no longer listed; free its block after. */
+static void
+retire_block(ServedDatabase *d, int db)
+{
+	bool		any = false;
+
+	for (int n = 0; n < JOBQ_SLOTS_PER_DB; n++)
+	{
+		int			slot = slot_of(db, n);
+
+		if (!slot_running(slot, d->handles[n]))
+			continue;
+		any = true;
+		if (d->handles[n] != NULL)
+			TerminateBackgroundWorker(d->handles[n]);
+	}
+	if (!any)
+	{
+		ereport(LOG,
+				(errmsg("jobq: database \"%s\" is no longer in jobq.database; its relay and workers have stopped",
+						d->name)));
+		for (int n = 0; n < JOBQ_SLOTS_PER_DB; n++)
+			if (d->handles[n] != NULL)
+				pfree(d->handles[n]);
+		memset(d, 0, sizeof(*d));
+		shmem_set_block_database(db, "");
+	}
+}
+
+/* Start what is not running of a listed database's relay and workers. */
+static void
+serve_block(ServedDatabase *d, int db, bool *logged_no_slot)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!database_exists(d->name))
+	{
+		if (!d->logged_missing)
+			ereport(LOG,
+					(errmsg("jobq: database \"%s\" does not exist; jobq's workers wait for it",
+							d->name),
+					 errhint("Create the database, or remove it from jobq.database.")));
+		d->logged_missing = true;
+		return;
+	}
+	d->logged_missing = false;
+	for (int n = 0; n <= jobq_workers; n++)
+	{
+		int			slot = slot_of(db, n);
+
+		if (slot_running(slot, d->handles[n]))
+			continue;
+		if (d->handles[n] != NULL)
+		{
+			pfree(d->handles[n]);
+			d->handles[n] = NULL;
+		}
+		/* one that ran briefly waits before it is tried again */
+		if (d->started[n] != 0 &&
+			!TimestampDifferenceExceeds(d->started[n], now, RESTART_DELAY_MS))
+			continue;
+		d->handles[n] = start_process(slot, d->name);
+		if (d->handles[n] == NULL)
+		{
+			if (!*logged_no_slot)
+				ereport(WARNING,
+						(errmsg("jobq: could not start a background worker"),
+						 errhint("Raise max_worker_processes: jobq needs jobq.workers + 1 per database of jobq.database, and one more.")));
+			*logged_no_slot = true;
+			return;
+		}
+		*logged_no_slot = false;
+		d->started[n] = now;
+	}
+}
+
+/*
+ * A restarted launcher (its processes outlive it) takes back the blocks
+ * whose processes still run, so that it neither starts them twice nor
+ * loses track of them.
+ */
+static void
+recover_blocks(void)
+{
+	for (int db = 0; db < JOBQ_MAX_DATABASES; db++)
+	{
+		char		name[NAMEDATALEN];
+
+		shmem_block_database(db, name);
+		if (name[0] == '\0')
+			continue;
+		for (int n = 0; n < JOBQ_SLOTS_PER_DB; n++)
+		{
+			if (slot_pid(slot_of(db, n)) != 0)
+			{
+				strlcpy(served[db].name, name, NAMEDATALEN);
+				break;
+			}
+		}
+		if (served[db].name[0] == '\0')
+			shmem_set_block_database(db, "");
+	}
+}
+
 void
 jobq_launcher_main(Datum arg)
 {
-	BackgroundWorkerHandle *handles[JOBQ_MAX_WORKERS + 1] = {0};
-	TimestampTz started[JOBQ_MAX_WORKERS + 1] = {0};
-	bool		logged_missing = false;
 	bool		logged_no_slot = false;
+	MemoryContext loop_ctx;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("jobq launcher");
+	recover_blocks();
 
+	loop_ctx = AllocSetContextCreate(TopMemoryContext, "jobq launcher loop",
+									 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
 		worker_reload_config();
-
-		if (!database_exists(jobq_database))
+		MemoryContextSwitchTo(loop_ctx);
+		MemoryContextReset(loop_ctx);
+		assign_blocks();
+		for (int db = 0; db < JOBQ_MAX_DATABASES; db++)
 		{
-			if (!logged_missing)
-				ereport(LOG,
-						(errmsg("jobq: database \"%s\" does not exist; jobq's workers wait for it",
-								jobq_database),
-						 errhint("Create the database, or set jobq.database.")));
-			logged_missing = true;
-		}
-		else
-		{
-			TimestampTz now = GetCurrentTimestamp();
-
-			logged_missing = false;
-			for (int slot = 0; slot <= jobq_workers; slot++)
-			{
-				if (slot_running(slot, handles[slot]))
-					continue;
-				if (handles[slot] != NULL)
-				{
-					pfree(handles[slot]);
-					handles[slot] = NULL;
-				}
-				/* one that ran briefly waits before it is tried again */
-				if (started[slot] != 0 &&
-					!TimestampDifferenceExceeds(started[slot], now, RESTART_DELAY_MS))
-					continue;
-				handles[slot] = start_process(slot);
-				if (handles[slot] == NULL)
-				{
-					if (!logged_no_slot)
-						ereport(WARNING,
-								(errmsg("jobq: could not start a background worker"),
-								 errhint("Raise max_worker_processes: jobq needs jobq.workers + 2.")));
-					logged_no_slot = true;
-					break;
-				}
-				logged_no_slot = false;
-				started[slot] = now;
-			}
+			if (served[db].name[0] == '\0')
+				continue;
+			if (!served[db].listed)
+				retire_block(&served[db], db);
+			else
+				serve_block(&served[db], db, &logged_no_slot);
 		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

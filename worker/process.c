@@ -73,17 +73,21 @@ worker_session_settings(void)
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
+/* the database this process serves, which the launcher passes in bgw_extra */
+char		worker_database[NAMEDATALEN];
+
 void
 worker_startup(int slot, const char *what)
 {
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(jobq_database, NULL, 0);
+	strlcpy(worker_database, MyBgworkerEntry->bgw_extra, sizeof(worker_database));
+	BackgroundWorkerInitializeConnection(worker_database, NULL, 0);
 	worker_session_settings();
 	pgstat_report_appname(what);
 
-	slot_attach(slot, slot == RELAY_SLOT ? JOBQ_KIND_RELAY : JOBQ_KIND_WORKER);
+	slot_attach(slot, slot_number(slot) == 0 ? JOBQ_KIND_RELAY : JOBQ_KIND_WORKER);
 	before_shmem_exit(on_exit_detach, Int32GetDatum(slot));
 }
 
@@ -110,7 +114,7 @@ worker_wait_for_extension(int slot)
 		if (!logged)
 			ereport(LOG,
 					(errmsg("jobq: extension \"jobq\" is not installed in database \"%s\"; waiting",
-							jobq_database),
+							worker_database),
 					 errhint("Run CREATE EXTENSION jobq in that database.")));
 		logged = true;
 		slot_set_state(slot, JOBQ_STATE_WAITING_EXTENSION, NULL, NULL, 0);

@@ -77,6 +77,7 @@ int			jobq_done_retention = 7 * 24 * 3600;
 int			jobq_failed_retention = 30 * 24 * 3600;
 
 static BeanstalkConn *conn;
+static int	my_slot;			/* the relay's slot in shared memory */
 static ProcessBackoff backoff;	/* static: survives the main loop's longjmp */
 static OutboxSource packs_source = {true};
 static OutboxSource legacy_source = {false};
@@ -425,7 +426,7 @@ relay_batch(void)
 		return 0;
 	}
 	pgstat_report_activity(STATE_RUNNING, "jobq relay: sending jobs");
-	slot_set_state(RELAY_SLOT, JOBQ_STATE_SENDING, NULL, NULL, 0);
+	slot_set_state(my_slot, JOBQ_STATE_SENDING, NULL, NULL, 0);
 
 	/* the server's limit, once per connection; jobq_put checks it early */
 	max_size = bs_max_job_size(conn);
@@ -435,7 +436,7 @@ relay_batch(void)
 	read_batch_replies(rows, n, max_size, start_tube, &sent, &rejected);
 	process_xact_end();
 	pgstat_report_activity(STATE_IDLE, NULL);
-	slot_add_counts(RELAY_SLOT, sent, rejected);
+	slot_add_counts(my_slot, sent, rejected);
 	return n;
 }
 
@@ -532,10 +533,10 @@ relay_wait(void)
 	if (backoff.backoff_ms > 0)
 	{
 		/* commits keep setting the latch: hold to the back-off anyway */
-		process_back_off(RELAY_SLOT, &backoff);
+		process_back_off(my_slot, &backoff);
 		return;
 	}
-	slot_set_state(RELAY_SLOT, JOBQ_STATE_IDLE, NULL, NULL, 0);
+	slot_set_state(my_slot, JOBQ_STATE_IDLE, NULL, NULL, 0);
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					 SWEEP_MS, PG_WAIT_EXTENSION);
 }
@@ -546,13 +547,14 @@ jobq_relay_main(Datum arg)
 	MemoryContext loop_ctx;
 	char		servers_now[BS_MAX_SERVER];
 
-	worker_startup(RELAY_SLOT, "jobq relay");
+	my_slot = DatumGetInt32(arg);
+	worker_startup(my_slot, "jobq relay");
 	relay_session_settings();
 	conn = MemoryContextAllocZero(TopMemoryContext, sizeof(BeanstalkConn));
 	bs_init(conn, jobq_servers, TopMemoryContext);
 	strlcpy(servers_now, jobq_servers, sizeof(servers_now));
-	worker_wait_for_extension(RELAY_SLOT);
-	shmem_set_relay_latch(MyLatch);
+	worker_wait_for_extension(my_slot);
+	shmem_set_relay_latch(slot_db(my_slot), MyLatch);
 
 	loop_ctx = AllocSetContextCreate(TopMemoryContext, "jobq relay loop",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -575,7 +577,7 @@ jobq_relay_main(Datum arg)
 		}
 		PG_CATCH();
 		{
-			process_recover(RELAY_SLOT, "relay", &backoff);
+			process_recover(my_slot, "relay", &backoff);
 			bs_close(conn);
 			n = 0;
 		}

@@ -498,8 +498,8 @@ jobq_worker_main(Datum arg)
 	MemoryContext loop_ctx;
 
 	my_slot = DatumGetInt32(arg);
-	snprintf(worker_name, sizeof(worker_name), "worker %d", my_slot);
-	worker_startup(my_slot, psprintf("jobq worker %d", my_slot));
+	snprintf(worker_name, sizeof(worker_name), "worker %d", slot_number(my_slot));
+	worker_startup(my_slot, psprintf("jobq worker %d", slot_number(my_slot)));
 
 	conn = MemoryContextAllocZero(TopMemoryContext, sizeof(BeanstalkConn));
 	bs_init(conn, jobq_servers, TopMemoryContext);

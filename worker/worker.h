@@ -1,7 +1,8 @@
 /*
  * worker.h
- *		What jobq's background processes share: the launcher starts the
- *		relay (slot 0) and the job workers (slots 1..jobq.workers).
+ *		What jobq's background processes share: for each database it
+ *		serves, the launcher starts a relay and jobq.workers job workers
+ *		(see shmem.h for their slots).
  */
 #ifndef JOBQ_WORKER_H
 #define JOBQ_WORKER_H
@@ -12,8 +13,6 @@
 #include "utils/jsonb.h"
 
 #include "beanstalk.h"
-
-#define RELAY_SLOT	0
 
 /* the handler of one (tube, func_name), as jobq.handlers has it */
 typedef struct Handler
@@ -90,6 +89,7 @@ typedef struct ProcessBackoff
 	int			backoff_ms;		/* 0 after a good iteration */
 } ProcessBackoff;
 
+extern char worker_database[];
 extern void worker_startup(int slot, const char *what);
 extern bool worker_extension_ready(void);
 extern void worker_wait_for_extension(int slot);
