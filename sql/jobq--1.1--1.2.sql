@@ -45,8 +45,9 @@ AS 'MODULE_PATHNAME', 'jobq_unpack'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- the relay (a library already at 1.2) may be sending rows of the 1.1
--- table: wait for its transaction, and keep producers out until the move
-LOCK TABLE jobq.outbox IN EXCLUSIVE MODE;
+-- table: wait for its transaction (even one that has only read so far),
+-- and keep producers out until the move
+LOCK TABLE jobq.outbox IN ACCESS EXCLUSIVE MODE;
 
 INSERT INTO jobq.outbox_packs (seq, jobs, packed, created_at) OVERRIDING SYSTEM VALUE
 SELECT o.seq, 1,

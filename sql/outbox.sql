@@ -33,6 +33,39 @@ SELECT ord, tube, func_name, priority, delay, ttr,
        convert_from(body, 'UTF8')::jsonb->>'id' = id::text AS id_in_body
   FROM jobq.outbox ORDER BY seq, ord;
 ROLLBACK;
+-- a PL/pgSQL loop's jobs are written at the end of its top-level statement,
+-- together; and so are those of a savepoint after 1,000 of the outer level
+BEGIN;
+DO $$
+BEGIN
+    FOR i IN 1..10 LOOP
+        PERFORM jobq_put('t_ob_pack', 'fp', jsonb_build_object('n', i));
+    END LOOP;
+END
+$$;
+SELECT count(*) AS packs, sum(jobs) AS jobs FROM jobq.outbox_packs;
+SELECT count(jobq_put('t_ob_pack', 'fp', jsonb_build_object('n', i))) FROM generate_series(1, 1500) i;
+SAVEPOINT s;
+SELECT count(jobq_put('t_ob_pack', 'fp', jsonb_build_object('n', i))) FROM generate_series(1, 20) i;
+RELEASE SAVEPOINT s;
+SELECT count(*) AS packs, sum(jobs) AS jobs FROM jobq.outbox_packs;
+ROLLBACK;
+-- jobs made in exception blocks pass to the loop's level: after 1,000 the
+-- write takes only the block's own job, and the next waits for 1,000 more
+BEGIN;
+DO $$
+BEGIN
+    FOR i IN 1..1200 LOOP
+        BEGIN
+            PERFORM jobq_put('t_ob_pack', 'fp', jsonb_build_object('n', i));
+        EXCEPTION WHEN others THEN
+            RAISE;
+        END;
+    END LOOP;
+END
+$$;
+SELECT count(*) AS packs, sum(jobs) AS jobs FROM jobq.outbox_packs;
+ROLLBACK;
 -- jobq.unpack checks what it reads
 SELECT * FROM jobq.unpack('\x00'::bytea);
 SELECT * FROM jobq.unpack(decode(repeat('00', 40) || '7fffffff', 'hex'));

@@ -5,8 +5,9 @@
  *
  * The job is encoded and checked at once, then appended to the
  * transaction's pack (see pack.h) and written with the others of its
- * statement as one row of jobq.outbox_packs: at the end of the statement
- * (ExecutorEnd), every OUTBOX_FLUSH_ROWS jobs or OUTBOX_FLUSH_BYTES, and
+ * statement as one row of jobq.outbox_packs: at the end of the top-level
+ * statement (ExecutorEnd, or the end of a utility statement such as DO,
+ * CALL or COPY), every OUTBOX_FLUSH_ROWS jobs or OUTBOX_FLUSH_BYTES, and
  * before commit or PREPARE TRANSACTION.  A job costs a few appended bytes;
  * a write costs one heap tuple (TOASTed when large) and one index entry,
  * whatever the number of jobs in it: no executor, SPI or plan.  Nothing
@@ -40,6 +41,8 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "tcop/utility.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -67,7 +70,13 @@ typedef struct PendingMark
 static bool callback_registered = false;
 static bool outbox_written = false;
 static bool warned_no_relay = false;
+static ExecutorRun_hook_type prev_executor_run = NULL;
+static ExecutorFinish_hook_type prev_executor_finish = NULL;
 static ExecutorEnd_hook_type prev_executor_end = NULL;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* how deep in statements we are: 0 at the end of a top-level statement */
+static int	statement_nesting = 0;
 
 /*
  * The transaction's jobs not written yet: their pack, and where each
@@ -78,6 +87,10 @@ static StringInfoData pending_pack;
 static PendingMark *pending = NULL;
 static int	npending = 0;
 static int	maxpending = 0;
+
+/* write at once when the buffer reaches these (each write moves them on) */
+static int	flush_jobs_at = OUTBOX_FLUSH_ROWS;
+static int	flush_bytes_at = OUTBOX_FLUSH_BYTES;
 
 static void outbox_flush(void);
 
@@ -111,6 +124,8 @@ pending_forget(void)
 	pending = NULL;
 	npending = maxpending = 0;
 	pending_pack.data = NULL;
+	flush_jobs_at = OUTBOX_FLUSH_ROWS;
+	flush_bytes_at = OUTBOX_FLUSH_BYTES;
 }
 
 static void
@@ -182,7 +197,49 @@ outbox_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		pending_drop_from(pending_tail(level));
 }
 
-/* every statement's end writes the jobs it made (and that are its level's) */
+/*
+ * The end of every top-level statement writes the jobs it made (those of
+ * its nest level).  Statements nested in it (a PL/pgSQL loop's PERFORM
+ * jobq_put) leave theirs to it, or to the next 1,000: one write each would
+ * cost as much as a row per job.
+ */
+static void
+outbox_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+					bool execute_once)
+{
+	statement_nesting++;
+	PG_TRY();
+	{
+		if (prev_executor_run)
+			prev_executor_run(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		statement_nesting--;
+	}
+	PG_END_TRY();
+}
+
+static void
+outbox_executor_finish(QueryDesc *queryDesc)
+{
+	statement_nesting++;
+	PG_TRY();
+	{
+		if (prev_executor_finish)
+			prev_executor_finish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		statement_nesting--;
+	}
+	PG_END_TRY();
+}
+
 static void
 outbox_executor_end(QueryDesc *queryDesc)
 {
@@ -190,15 +247,46 @@ outbox_executor_end(QueryDesc *queryDesc)
 		prev_executor_end(queryDesc);
 	else
 		standard_ExecutorEnd(queryDesc);
-	if (npending > 0)
+	if (statement_nesting == 0 && npending > 0)
+		outbox_flush();
+}
+
+/* a top-level utility statement (DO, CALL, COPY) writes its jobs at its end */
+static void
+outbox_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					   ProcessUtilityContext context, ParamListInfo params,
+					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	statement_nesting++;
+	PG_TRY();
+	{
+		if (prev_process_utility)
+			prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+								 queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+									queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		statement_nesting--;
+	}
+	PG_END_TRY();
+	if (statement_nesting == 0 && npending > 0 && IsTransactionState())
 		outbox_flush();
 }
 
 void
 outbox_init(void)
 {
+	prev_executor_run = ExecutorRun_hook;
+	ExecutorRun_hook = outbox_executor_run;
+	prev_executor_finish = ExecutorFinish_hook;
+	ExecutorFinish_hook = outbox_executor_finish;
 	prev_executor_end = ExecutorEnd_hook;
 	ExecutorEnd_hook = outbox_executor_end;
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = outbox_process_utility;
 }
 
 /* the 1.1 outbox's columns, in the order write_rows fills them */
@@ -332,6 +420,39 @@ write_rows(Relation rel, TupleDesc desc, ResultRelInfo *rri, EState *estate,
 }
 
 /*
+ * The outbox table, locked: jobq.outbox_packs, or on a 1.1 schema
+ * jobq.outbox (*packed says which).  Looked up without the caller's rights,
+ * which need no USAGE on schema jobq; and looked up again once locked, in
+ * case ALTER EXTENSION jobq UPDATE replaced the table meanwhile (as
+ * RangeVarGetRelidExtended does).
+ */
+static Oid
+outbox_lock_table(bool *packed)
+{
+	for (;;)
+	{
+		Oid			nsp = get_namespace_oid("jobq", false);
+		Oid			relid = get_relname_relid("outbox_packs", nsp);
+
+		*packed = OidIsValid(relid);
+		if (!*packed)
+			relid = get_relname_relid("outbox", nsp);
+		if (!OidIsValid(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("jobq's outbox table does not exist"),
+					 errhint("Reinstall the extension: DROP EXTENSION jobq; CREATE EXTENSION jobq;")));
+		/* takes in the invalidations of whatever committed before the lock */
+		LockRelationOid(relid, RowExclusiveLock);
+		if (get_relname_relid(*packed ? "outbox_packs" : "outbox",
+							  get_namespace_oid("jobq", false)) == relid &&
+			get_rel_relkind(relid) == RELKIND_RELATION)
+			return relid;
+		UnlockRelationOid(relid, RowExclusiveLock);
+	}
+}
+
+/*
  * Write the jobs of the current nest level (the buffer's tail): into
  * jobq.outbox_packs, or, on a 1.1 schema, into jobq.outbox.
  */
@@ -341,7 +462,6 @@ outbox_flush(void)
 	int			first = pending_tail(GetCurrentTransactionNestLevel());
 	MemoryContext flush_cxt;
 	MemoryContext old;
-	Oid			nsp;
 	Oid			relid;
 	bool		packed;
 	Relation	rel;
@@ -356,18 +476,8 @@ outbox_flush(void)
 	flush_cxt = AllocSetContextCreate(CurrentMemoryContext, "jobq outbox flush",
 									  ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(flush_cxt);
-	/* looked up without the caller's rights, which need no USAGE on jobq */
-	nsp = get_namespace_oid("jobq", false);
-	relid = get_relname_relid("outbox_packs", nsp);
-	packed = OidIsValid(relid);
-	if (!packed)
-		relid = get_relname_relid("outbox", nsp);
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("jobq's outbox table does not exist"),
-				 errhint("Reinstall the extension: DROP EXTENSION jobq; CREATE EXTENSION jobq;")));
-	rel = table_open(relid, RowExclusiveLock);
+	relid = outbox_lock_table(&packed);
+	rel = table_open(relid, NoLock);
 	/* slots on a copy that is not reference-counted: no resource owner entry per slot */
 	desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	estate = CreateExecutorState();
@@ -387,6 +497,9 @@ outbox_flush(void)
 
 	pending_drop_from(first);
 	outbox_written = true;
+	/* jobs of outer levels stay: count the next write's from here */
+	flush_jobs_at = npending + OUTBOX_FLUSH_ROWS;
+	flush_bytes_at = pending_pack.len + OUTBOX_FLUSH_BYTES;
 }
 
 /* whether jobq.database lists this backend's database; looked up when it changes */
@@ -507,6 +620,6 @@ outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id)
 				(int64) spec->ttr, spec->tube, spec->func_name, body, len);
 	pfree(body);
 	npending++;
-	if (npending >= OUTBOX_FLUSH_ROWS || pending_pack.len >= OUTBOX_FLUSH_BYTES)
+	if (npending >= flush_jobs_at || pending_pack.len >= flush_bytes_at)
 		outbox_flush();
 }

@@ -38,14 +38,14 @@ Oid
 schema_tables_owner(void)
 {
 	Oid			nsp = get_namespace_oid("jobq", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("outbox", nsp) : InvalidOid;
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("handlers", nsp) : InvalidOid;
 	HeapTuple	tup;
 	Oid			owner;
 
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table jobq.outbox does not exist"),
+				 errmsg("table jobq.handlers does not exist"),
 				 errhint("Is the jobq extension installed in this database?")));
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tup))

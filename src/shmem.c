@@ -163,6 +163,13 @@ slot_attach(int slot, JobqWorkerKind kind)
 
 	SpinLockAcquire(&s->mutex);
 	s->pid = MyProcPid;
+	if (s->dboid != MyDatabaseId)
+	{
+		/* a block used by another database before: show nothing of it */
+		s->succeeded = s->failed = 0;
+		s->last_error[0] = '\0';
+		s->last_error_at = 0;
+	}
 	s->dboid = MyDatabaseId;
 	s->kind = kind;
 	SpinLockRelease(&s->mutex);

@@ -152,6 +152,19 @@ worker_reload_config(void)
 	{
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
+
+		/*
+		 * A relay or worker whose database left jobq.database ends itself
+		 * (the launcher also stops it, but a restarted launcher has no
+		 * handle on the processes it did not start).
+		 */
+		if (worker_database[0] != '\0' && !launcher_serves(worker_database))
+		{
+			ereport(LOG,
+					(errmsg("jobq: database \"%s\" is no longer in jobq.database; %s exits",
+							worker_database, MyBgworkerEntry->bgw_name)));
+			proc_exit(0);
+		}
 	}
 }
 

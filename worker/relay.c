@@ -62,7 +62,7 @@
 typedef struct OutboxRow
 {
 	PackedJob	job;
-	bool		too_big;		/* over the server's max-job-size: not sent */
+	char	   *refused;		/* why it is not sent (too big, a bad tube), or NULL */
 } OutboxRow;
 
 /* where the batch's rows come from */
@@ -295,7 +295,7 @@ take_batch(int *n)
 			}
 			if (!pack_next(&reader, &rows[*n].job))
 				break;
-			rows[*n].too_big = false;
+			rows[*n].refused = NULL;
 			(*n)++;
 		}
 	}
@@ -305,9 +305,11 @@ take_batch(int *n)
 /*
  * Queue a use (when the tube changes, also from the last batch: the tube in
  * use is a connection's, start_tube says which it was) and a put for every
- * row, and send them in one write.  A row over the server's max-job-size is not sent:
- * the server would swallow it only to say JOB_TOO_BIG, and one too big for
- * our own buffers would fail the batch for ever.
+ * row, and send them in one write.  A row over the server's max-job-size is
+ * not sent: the server would swallow it only to say JOB_TOO_BIG, and one too
+ * big for our own buffers would fail the batch for ever.  Nor is a row whose
+ * tube is not a tube name (only a row written by hand has one): it would
+ * be a protocol error, or another command.
  */
 static void
 send_batch(OutboxRow *rows, int n, int64 max_size, char *start_tube)
@@ -322,8 +324,12 @@ send_batch(OutboxRow *rows, int n, int64 max_size, char *start_tube)
 	{
 		PackedJob  *job = &rows[i].job;
 
-		rows[i].too_big = (int64) job->body_len > max_size;
-		if (rows[i].too_big)
+		if ((int64) job->body_len > max_size)
+			rows[i].refused = psprintf("job body of %zu bytes is larger than the server's max-job-size of " INT64_FORMAT " bytes",
+									   job->body_len, max_size);
+		else if (!bs_tube_name_ok(job->tube))
+			rows[i].refused = psprintf("invalid tube name \"%s\"", job->tube);
+		if (rows[i].refused != NULL)
 			continue;
 		if (strcmp(tube, job->tube) != 0)
 		{
@@ -374,7 +380,7 @@ read_put_outcome(const OutboxRow *row)
  * sent; counts what went in and what was refused.
  */
 static void
-read_batch_replies(const OutboxRow *rows, int n, int64 max_size, const char *start_tube,
+read_batch_replies(const OutboxRow *rows, int n, const char *start_tube,
 				   int *sent, int *rejected)
 {
 	char		tube[BS_MAX_NAME + 1];
@@ -383,11 +389,9 @@ read_batch_replies(const OutboxRow *rows, int n, int64 max_size, const char *sta
 
 	for (int i = 0; i < n; i++)
 	{
-		if (rows[i].too_big)
+		if (rows[i].refused != NULL)
 		{
-			reject_row(&rows[i],
-					   psprintf("job body of %zu bytes is larger than the server's max-job-size of " INT64_FORMAT " bytes",
-								rows[i].job.body_len, max_size));
+			reject_row(&rows[i], rows[i].refused);
 			(*rejected)++;
 			continue;
 		}
@@ -433,7 +437,7 @@ relay_batch(void)
 	pg_atomic_write_u64(&jobq_shared->max_job_size, (uint64) max_size);
 
 	send_batch(rows, n, max_size, start_tube);
-	read_batch_replies(rows, n, max_size, start_tube, &sent, &rejected);
+	read_batch_replies(rows, n, start_tube, &sent, &rejected);
 	process_xact_end();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	slot_add_counts(my_slot, sent, rejected);
