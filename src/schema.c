@@ -113,7 +113,18 @@ schema_func_owner(Oid fn)
 SPIPlanPtr
 schema_keep_plan(const char *sql, int nargs, Oid *types)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+	return schema_keep_plan_opts(sql, nargs, types, 0);
+}
+
+/*
+ * The same with planner options, such as CURSOR_OPT_GENERIC_PLAN for a
+ * statement run many times a second whose plan never depends on its
+ * parameters' values.
+ */
+SPIPlanPtr
+schema_keep_plan_opts(const char *sql, int nargs, Oid *types, int cursor_options)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types, cursor_options);
 
 	if (plan == NULL)
 		elog(ERROR, "jobq: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

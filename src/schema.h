@@ -23,5 +23,7 @@ extern void schema_become_owner(OwnerContext *ctx);
 extern void schema_restore_user(OwnerContext *ctx);
 extern Oid	schema_func_owner(Oid fn);
 extern SPIPlanPtr schema_keep_plan(const char *sql, int nargs, Oid *types);
+extern SPIPlanPtr schema_keep_plan_opts(const char *sql, int nargs, Oid *types,
+										int cursor_options);
 
 #endif							/* JOBQ_SCHEMA_H */

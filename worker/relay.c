@@ -147,24 +147,26 @@ outbox_source(void)
 	src = OidIsValid(get_relname_relid("outbox_packs", nsp)) ? &packs_source : &legacy_source;
 	if (src->pick_plan != NULL)
 		return src;
+	/* the batch's seqs change every time, its plan (an index walk) never */
 	if (src->packed)
 	{
 		src->pick_plan = schema_keep_plan(psprintf("SELECT seq, jobs, pg_catalog.octet_length(packed) "
 												   "FROM jobq.outbox_packs ORDER BY seq LIMIT %d",
 												   BATCH_SIZE), 0, NULL);
-		src->take_plan = schema_keep_plan("DELETE FROM jobq.outbox_packs "
-										  "WHERE seq OPERATOR(pg_catalog.=) ANY ($1) "
-										  "RETURNING seq, packed", 1, &type);
+		src->take_plan = schema_keep_plan_opts("DELETE FROM jobq.outbox_packs "
+											   "WHERE seq OPERATOR(pg_catalog.=) ANY ($1) "
+											   "RETURNING seq, packed", 1, &type,
+											   CURSOR_OPT_GENERIC_PLAN);
 	}
 	else
 	{
 		src->pick_plan = schema_keep_plan(psprintf("SELECT seq, 1, pg_catalog.octet_length(body) "
 												   "FROM jobq.outbox ORDER BY seq LIMIT %d",
 												   BATCH_SIZE), 0, NULL);
-		src->take_plan = schema_keep_plan("DELETE FROM jobq.outbox "
-										  "WHERE seq OPERATOR(pg_catalog.=) ANY ($1) "
-										  "RETURNING seq, id, priority, delay, ttr, tube, func_name, body",
-										  1, &type);
+		src->take_plan = schema_keep_plan_opts("DELETE FROM jobq.outbox "
+											   "WHERE seq OPERATOR(pg_catalog.=) ANY ($1) "
+											   "RETURNING seq, id, priority, delay, ttr, tube, func_name, body",
+											   1, &type, CURSOR_OPT_GENERIC_PLAN);
 	}
 	return src;
 }
