@@ -75,3 +75,38 @@ BEGIN
     END LOOP;
 END $$;
 SELECT * FROM peek_all('t_trg_json');
+
+-- rows of built-in scalar types are written by jobq itself, column by
+-- column: byte for byte what row_to_json writes, for every kind of value,
+-- a dropped column and a renamed one included
+CREATE DOMAIN small_pos AS int CHECK (VALUE > 0);
+CREATE TABLE typed_rows (id int, i2 int2, i8 int8, f4 float4, f8 float8, n numeric,
+    b bool, d date, ts timestamp, tz timestamptz, t text, vc varchar(20), c char(4),
+    u uuid, iv interval, ip inet, ba bytea, nm name, tm time, dom small_pos, gone int);
+CREATE TRIGGER typed_rows_jobs AFTER INSERT ON typed_rows
+    FOR EACH ROW EXECUTE FUNCTION jobq_enqueue('t_trg_types', 'f');
+BEGIN;
+INSERT INTO typed_rows VALUES
+    (1, -32768, 9223372036854775807, 1.5, 1e300, 12.50, true, '2026-11-29',
+     '2026-11-29 12:34:56.789', '2026-11-29 12:34:56+02', E'quote " back \\ tab \t nl \n é ☃',
+     'v', 'ab', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 day 2 hours', '10.0.0.1/8',
+     '\x00ff', 'nm', '13:14:15', 7, 0),
+    (2, NULL, NULL, 'NaN', '-Infinity', 'NaN', false, 'infinity', '-infinity', 'infinity',
+     '', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (3, 0, -1, '-0', 'Infinity', -0.0001, NULL, '0044-03-15 BC', '2000-01-01', NULL,
+     'null', 'true', '', NULL, '-1 mon', '::1', '', '', '00:00', 1, NULL);
+CREATE FUNCTION pg_temp.bodies_match() RETURNS TABLE (id int, same_as_row_to_json bool)
+LANGUAGE sql AS $$
+SELECT r.id,
+       strpos(convert_from(o.body, 'UTF8'), '"new":' || row_to_json(r)::text || ',"old":null') > 0
+  FROM jobq.outbox o
+  JOIN typed_rows r ON (convert_from(o.body, 'UTF8')::jsonb->'kwargs'->'new'->>'id')::int = r.id
+ WHERE o.tube = 't_trg_types'
+ ORDER BY r.id
+$$;
+SELECT * FROM pg_temp.bodies_match();
+ALTER TABLE typed_rows DROP COLUMN gone;
+ALTER TABLE typed_rows RENAME COLUMN t TO "t ""renamed""";
+INSERT INTO typed_rows (id, "t ""renamed""") VALUES (4, 'after');
+SELECT * FROM pg_temp.bodies_match() WHERE id = 4;
+ROLLBACK;

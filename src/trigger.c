@@ -11,7 +11,9 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "common/jsonapi.h"
 #include "commands/trigger.h"
 #include "nodes/makefuncs.h"
 #include "fmgr.h"
@@ -20,6 +22,7 @@
 #include "storage/proc.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
@@ -45,14 +48,38 @@ PG_FUNCTION_INFO_V1(jobq_enqueue);
  * directly: its FmgrInfo carries a made-up call expression whose argument
  * has the row type, which is all to_jsonb looks at.  One entry per row
  * type, kept for the session.
+ *
+ * The commonest rows, whose columns are all of built-in scalar types
+ * (numbers, booleans, dates and timestamps, text and the other types JSON
+ * shows as strings), are written here the way row_to_json writes them
+ * (json.c's datum_to_json), with each column's category and output
+ * function looked up once instead of for every row.
  */
+typedef enum ColumnJson
+{
+	COL_DROPPED,
+	COL_BOOL,
+	COL_NUMBER,					/* bare if a valid JSON number, else a string */
+	COL_DATE,
+	COL_TIMESTAMP,
+	COL_TIMESTAMPTZ,
+	COL_STRING					/* the output function's text, as a string */
+} ColumnJson;
+
 typedef struct RowToJson
 {
 	Oid			rowtype;		/* hash key */
 	int			natts;			/* the columns as_text was decided for */
 	Oid		   *types;			/* (ALTER TABLE keeps the row type's OID) */
+	NameData   *names;
 	bool		as_text;		/* row_to_json will do */
 	FmgrInfo	flinfo;			/* to_jsonb otherwise */
+	bool		direct;			/* written here, column by column */
+	ColumnJson *kinds;
+	FmgrInfo   *out;			/* output function of each column's base type */
+	char	  **keys;			/* "name": of each column, JSON-escaped */
+	Datum	   *values;			/* room for a row's columns */
+	bool	   *nulls;
 } RowToJson;
 
 /* whether the entry was made for this tuple descriptor's columns */
@@ -65,10 +92,154 @@ row_converter_current(const RowToJson *entry, TupleDesc desc)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
-		if (entry->types[i] != (att->attisdropped ? InvalidOid : att->atttypid))
+		if (entry->types[i] != (att->attisdropped ? InvalidOid : att->atttypid) ||
+			strcmp(NameStr(entry->names[i]), NameStr(att->attname)) != 0)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * How row_to_json writes a column of this type, if it is one written here
+ * (json.c's json_categorize_type for built-in scalar types); *fn is its
+ * output function.  COL_DROPPED: not one of them.
+ */
+static ColumnJson
+column_kind(Oid type, Oid *fn)
+{
+	Oid			base = getBaseType(type);
+	bool		varlena;
+
+	*fn = InvalidOid;
+	switch (base)
+	{
+		case BOOLOID:
+			return COL_BOOL;
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+			getTypeOutputInfo(base, fn, &varlena);
+			return COL_NUMBER;
+		case DATEOID:
+			return COL_DATE;
+		case TIMESTAMPOID:
+			return COL_TIMESTAMP;
+		case TIMESTAMPTZOID:
+			return COL_TIMESTAMPTZ;
+		case JSONOID:
+		case JSONBOID:
+			return COL_DROPPED;
+		default:
+			break;
+	}
+	/* arrays, composites, and types that may have a cast to json */
+	if (base >= FirstNormalObjectId || OidIsValid(get_element_type(base)) ||
+		type_is_rowtype(base) || get_typtype(base) == TYPTYPE_PSEUDO)
+		return COL_DROPPED;
+	getTypeOutputInfo(base, fn, &varlena);
+	return COL_STRING;
+}
+
+/* Decide whether rows of desc are written here, and how (in TopMemoryContext). */
+static void
+row_converter_direct(RowToJson *entry, TupleDesc desc)
+{
+	int			n = Max(desc->natts, 1);
+
+	entry->kinds = palloc(sizeof(ColumnJson) * n);
+	entry->out = palloc0(sizeof(FmgrInfo) * n);
+	entry->keys = palloc0(sizeof(char *) * n);
+	entry->values = palloc(sizeof(Datum) * n);
+	entry->nulls = palloc(sizeof(bool) * n);
+	entry->direct = entry->as_text;
+	for (int i = 0; i < desc->natts && entry->direct; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Oid			fn;
+		StringInfoData key;
+
+		if (att->attisdropped)
+		{
+			entry->kinds[i] = COL_DROPPED;
+			continue;
+		}
+		entry->kinds[i] = column_kind(att->atttypid, &fn);
+		if (entry->kinds[i] == COL_DROPPED)
+		{
+			entry->direct = false;
+			break;
+		}
+		if (OidIsValid(fn))
+			fmgr_info(fn, &entry->out[i]);
+		initStringInfo(&key);
+		escape_json(&key, NameStr(att->attname));
+		appendStringInfoChar(&key, ':');
+		entry->keys[i] = key.data;
+	}
+}
+
+/* Append the row as row_to_json writes it (entry->direct). */
+static void
+append_row_direct(StringInfo buf, RowToJson *conv, HeapTuple tuple, TupleDesc desc)
+{
+	bool		first = true;
+
+	heap_deform_tuple(tuple, desc, conv->values, conv->nulls);
+	appendStringInfoChar(buf, '{');
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Datum		v = conv->values[i];
+		char		date[MAXDATELEN + 1];
+		char	   *s;
+
+		if (conv->kinds[i] == COL_DROPPED)
+			continue;
+		if (!first)
+			appendStringInfoChar(buf, ',');
+		first = false;
+		appendStringInfoString(buf, conv->keys[i]);
+		if (conv->nulls[i])
+		{
+			appendStringInfoString(buf, "null");
+			continue;
+		}
+		switch (conv->kinds[i])
+		{
+			case COL_BOOL:
+				appendStringInfoString(buf, DatumGetBool(v) ? "true" : "false");
+				break;
+			case COL_NUMBER:
+				s = OutputFunctionCall(&conv->out[i], v);
+				if (IsValidJsonNumber(s, strlen(s)))
+					appendStringInfoString(buf, s);
+				else
+					escape_json(buf, s);
+				pfree(s);
+				break;
+			case COL_DATE:
+			case COL_TIMESTAMP:
+			case COL_TIMESTAMPTZ:
+				JsonEncodeDateTime(date, v,
+								   conv->kinds[i] == COL_DATE ? DATEOID :
+								   conv->kinds[i] == COL_TIMESTAMP ? TIMESTAMPOID : TIMESTAMPTZOID,
+								   NULL);
+				appendStringInfoChar(buf, '"');
+				appendStringInfoString(buf, date);
+				appendStringInfoChar(buf, '"');
+				break;
+			case COL_STRING:
+				s = OutputFunctionCall(&conv->out[i], v);
+				escape_json(buf, s);
+				pfree(s);
+				break;
+			case COL_DROPPED:
+				break;
+		}
+	}
+	appendStringInfoChar(buf, '}');
 }
 
 static HTAB *row_converters = NULL;
@@ -111,7 +282,7 @@ row_converter(TupleDesc desc)
 	entry = hash_search(row_converters, &desc->tdtypeid, HASH_ENTER, &found);
 	if (found && !row_converter_current(entry, desc))
 	{
-		pfree(entry->types);
+		/* the old entry's arrays stay behind: a row type changes rarely */
 		found = false;
 	}
 	if (!found)
@@ -121,11 +292,13 @@ row_converter(TupleDesc desc)
 		entry->as_text = true;
 		entry->natts = desc->natts;
 		entry->types = palloc(sizeof(Oid) * Max(desc->natts, 1));
+		entry->names = palloc(sizeof(NameData) * Max(desc->natts, 1));
 		for (int i = 0; i < desc->natts; i++)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, i);
 
 			entry->types[i] = att->attisdropped ? InvalidOid : att->atttypid;
+			entry->names[i] = att->attname;
 			if (!att->attisdropped && !type_json_safe(att->atttypid))
 				entry->as_text = false;
 		}
@@ -134,6 +307,7 @@ row_converter(TupleDesc desc)
 			makeFuncExpr(F_TO_JSONB, JSONBOID,
 						 list_make1(makeNullConst(desc->tdtypeid, -1, InvalidOid)),
 						 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+		row_converter_direct(entry, desc);
 		MemoryContextSwitchTo(old);
 	}
 	return entry;
@@ -152,6 +326,11 @@ append_row(StringInfo buf, HeapTuple tuple, TupleDesc desc)
 		return;
 	}
 	conv = row_converter(desc);
+	if (conv->direct)
+	{
+		append_row_direct(buf, conv, tuple, desc);
+		return;
+	}
 	row = heap_copy_tuple_as_datum(tuple, desc);
 	if (conv->as_text)
 	{
@@ -165,20 +344,19 @@ append_row(StringInfo buf, HeapTuple tuple, TupleDesc desc)
 
 /*
  * {"op": ..., "schema": ..., "table": ..., "new": row|null, "old": row|null}
- * as compact JSON text
+ * as compact JSON text; where_json is the schema and table part, which
+ * holds for the whole statement (see checked_recently).
  */
 static char *
-trigger_kwargs(const char *op, Relation rel, HeapTuple newtup, HeapTuple oldtup)
+trigger_kwargs(const char *op, const char *where_json, Relation rel,
+			   HeapTuple newtup, HeapTuple oldtup)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"op\":");
 	escape_json(&buf, op);
-	appendStringInfoString(&buf, ",\"schema\":");
-	escape_json(&buf, get_namespace_name(RelationGetNamespace(rel)));
-	appendStringInfoString(&buf, ",\"table\":");
-	escape_json(&buf, RelationGetRelationName(rel));
+	appendStringInfoString(&buf, where_json);
 	appendStringInfoString(&buf, ",\"new\":");
 	append_row(&buf, newtup, RelationGetDescr(rel));
 	appendStringInfoString(&buf, ",\"old\":");
@@ -202,6 +380,7 @@ static struct
 	uint64		priority;
 	uint64		delay;
 	uint64		ttr;
+	char	   *where_json;		/* ,"schema":...,"table":... (TopMemoryContext) */
 }			last_checked = {InvalidOid};
 
 static bool
@@ -216,9 +395,22 @@ checked_recently(const Trigger *trigger, JobSpec *spec)
 	return true;
 }
 
+/* the relation cannot be renamed or moved while the statement holds its lock */
 static void
-remember_checked(const Trigger *trigger, const JobSpec *spec)
+remember_checked(const Trigger *trigger, const JobSpec *spec, Relation rel)
 {
+	StringInfoData where;
+
+	initStringInfo(&where);
+	appendStringInfoString(&where, ",\"schema\":");
+	escape_json(&where, get_namespace_name(RelationGetNamespace(rel)));
+	appendStringInfoString(&where, ",\"table\":");
+	escape_json(&where, RelationGetRelationName(rel));
+	if (last_checked.where_json != NULL)
+		pfree(last_checked.where_json);
+	last_checked.where_json = MemoryContextStrdup(TopMemoryContext, where.data);
+	pfree(where.data);
+
 	last_checked.tgoid = trigger->tgoid;
 	last_checked.role = GetUserId();
 	last_checked.lxid = MyProc->lxid;
@@ -270,7 +462,7 @@ jobq_enqueue(PG_FUNCTION_ARGS)
 							  trigger->tgnargs == 3
 							  ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(trigger->tgargs[2])))
 							  : NULL);
-		remember_checked(trigger, &spec);
+		remember_checked(trigger, &spec, rel);
 	}
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
@@ -294,7 +486,7 @@ jobq_enqueue(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("jobq_enqueue() fires on INSERT, UPDATE or DELETE only")));
 
-	spec.kwargs_json = trigger_kwargs(op, rel, newtup, oldtup);
+	spec.kwargs_json = trigger_kwargs(op, last_checked.where_json, rel, newtup, oldtup);
 	outbox_insert(&spec, &id, false);
 
 	if (TRIGGER_FIRED_BEFORE(trigdata->tg_event))
