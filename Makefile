@@ -3,7 +3,7 @@
 #   make && make install   build and install the extension
 #   make installcheck      the regression files, against a running server with
 #                          jobq preloaded: PGHOST/PGPORT/PGUSER as usual,
-#                          PGDATABASE = its jobq.database (default jobq), and
+#                          PGDATABASE = one of its jobq.database (default jobq), and
 #                          BSPORT = the port of the beanstalkd its
 #                          jobq.servers names (on 127.0.0.1); `setup` runs
 #                          first, the others in any order

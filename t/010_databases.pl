@@ -148,5 +148,31 @@ set_up_database($_) for qw(db_a db_b);
 	is(in_db('db_a', 'SELECT jobq.check_database()'), 't', 'case 5: and is true in db_a');
 }
 
+###########################################################################
+# 6. the launcher ends (its relays and workers outlive it) and comes back:
+#    it takes its blocks back without starting anything twice, and a
+#    database removed afterwards still has its processes stopped
+{
+	my $pids = q{SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity
+	             WHERE backend_type IN ('jobq relay', 'jobq worker')};
+	my $before = $node->safe_psql('postgres', $pids);
+	my $launcher = $node->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'jobq launcher'});
+	is($node->safe_psql('postgres', "SELECT pg_terminate_backend($launcher)"), 't',
+		'case 6: the launcher is terminated');
+	ok(wait_for($node, qq{SELECT EXISTS (SELECT FROM pg_stat_activity
+		WHERE backend_type = 'jobq launcher' AND pid <> $launcher)}, 30),
+		'case 6: the postmaster starts it again');
+	sleep 2;    # two passes of its loop
+	is($node->safe_psql('postgres', $pids), $before,
+		'case 6: the same six relays and workers, none started twice');
+	in_db('db_a', "SELECT jobq_put('t_db_a', 'h', '{\"n\": 101}')");
+	ok(wait_in('db_a', q{SELECT count(*) = 22 FROM effects}, 30), 'case 6: db_a runs its jobs');
+	$node->append_conf('postgresql.conf', "jobq.database = 'db_a'\n");
+	$node->reload;
+	ok(wait_in('db_b', q{SELECT count(*) = 0 FROM jobq.workers}, 30),
+		'case 6: db_b removed: its processes, which the new launcher did not start, stop');
+}
+
 $node->stop('fast');
 done_testing();

@@ -349,31 +349,17 @@ serve_block(ServedDatabase *d, int db, bool *logged_no_slot)
 }
 
 /*
- * A restarted launcher (its processes outlive it) takes back the blocks
- * whose processes still run, so that it neither starts them twice nor
- * loses track of them.
+ * A restarted launcher (its processes outlive it) takes back the blocks it
+ * had assigned, so that it neither starts their processes twice nor loses
+ * track of them; a block whose database left the list is retired as usual.
+ * (A process started for a block that has since gone to another database
+ * sees it at start and exits: worker_startup.)
  */
 static void
 recover_blocks(void)
 {
 	for (int db = 0; db < JOBQ_MAX_DATABASES; db++)
-	{
-		char		name[NAMEDATALEN];
-
-		shmem_block_database(db, name);
-		if (name[0] == '\0')
-			continue;
-		for (int n = 0; n < JOBQ_SLOTS_PER_DB; n++)
-		{
-			if (slot_pid(slot_of(db, n)) != 0)
-			{
-				strlcpy(served[db].name, name, NAMEDATALEN);
-				break;
-			}
-		}
-		if (served[db].name[0] == '\0')
-			shmem_set_block_database(db, "");
-	}
+		shmem_block_database(db, served[db].name);
 }
 
 void

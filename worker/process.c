@@ -83,6 +83,19 @@ worker_startup(int slot, const char *what)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	strlcpy(worker_database, MyBgworkerEntry->bgw_extra, sizeof(worker_database));
+	{
+		char		block_database[NAMEDATALEN];
+
+		/* started for a block the launcher has given to another database since */
+		shmem_block_database(slot_db(slot), block_database);
+		if (strcmp(block_database, worker_database) != 0)
+		{
+			ereport(LOG,
+					(errmsg("jobq: %s is no longer needed for database \"%s\"; exiting",
+							what, worker_database)));
+			proc_exit(0);
+		}
+	}
 	BackgroundWorkerInitializeConnection(worker_database, NULL, 0);
 	worker_session_settings();
 	pgstat_report_appname(what);
