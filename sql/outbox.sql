@@ -205,3 +205,18 @@ SELECT array_agg((args->>'n')::int ORDER BY (args->>'n')::int) AS ran FROM resul
 -- the relay reports itself
 SELECT state, succeeded >= 10 AS sent FROM jobq.workers WHERE kind = 'relay';
 SELECT * FROM jobq.outbox_backlog;
+
+-- rows of jobq.outbox_packs written by hand: one that is not a pack, and a
+-- pack whose tube would be a second command on the wire, go to jobq.failed;
+-- the jobs committed after them still go
+INSERT INTO jobq.outbox_packs (jobs, packed) VALUES (1, '\x0001'::bytea);
+INSERT INTO jobq.outbox_packs (jobs, packed)
+SELECT 1, uuid_send(gen_random_uuid()) || int8send(0) || int8send(0) || int8send(60)
+          || int4send(octet_length(t)) || t || int4send(1) || 'f'::bytea
+          || int4send(2) || '{}'::bytea
+  FROM (SELECT convert_to(E't_ob_evil\r\nkick 100', 'UTF8') AS t) x;
+SELECT jobq_put('t_ob_after_bad', 'f') IS NOT NULL AS put_after;
+SELECT wait_for($$SELECT ready = 1 FROM jobq_tubes() WHERE tube = 't_ob_after_bad'$$);
+SELECT sqlstate, message, source, tube FROM jobq.failed
+ WHERE source = 'relay' AND sqlstate IN ('22P03', '22023') ORDER BY id;
+SELECT count(*) AS outbox_left FROM jobq.outbox_packs;

@@ -58,14 +58,6 @@ pack_append(StringInfo pack, const pg_uuid_t *id, int64 priority, int64 delay,
 	append_string(pack, body, body_len);
 }
 
-static void
-pack_invalid(const char *what)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-			 errmsg("invalid jobq pack: %s", what)));
-}
-
 static int64
 read_int64(PackReader *reader)
 {
@@ -76,34 +68,45 @@ read_int64(PackReader *reader)
 	return (int64) pg_ntoh64(be);
 }
 
-/* a length-prefixed byte string; its bytes stay in the pack */
+/* a length-prefixed byte string, its bytes left in the pack; NULL: *error says why */
 static const char *
-read_bytes(PackReader *reader, size_t *len, const char *what)
+read_bytes(PackReader *reader, size_t *len, const char *what, char **error)
 {
 	uint32		be;
 	const char *bytes;
 
 	if (reader->end - reader->next < (ptrdiff_t) sizeof(be))
-		pack_invalid(psprintf("the length of a %s is cut off", what));
+	{
+		*error = psprintf("the length of a %s is cut off", what);
+		return NULL;
+	}
 	memcpy(&be, reader->next, sizeof(be));
 	reader->next += sizeof(be);
 	*len = pg_ntoh32(be);
 	if ((size_t) (reader->end - reader->next) < *len)
-		pack_invalid(psprintf("a %s of %zu bytes runs past the end", what, *len));
+	{
+		*error = psprintf("a %s of %zu bytes runs past the end", what, *len);
+		return NULL;
+	}
 	bytes = reader->next;
 	reader->next += *len;
 	return bytes;
 }
 
-/* a length-prefixed string, as a C string */
+/* a length-prefixed string, as a C string; NULL: *error says why */
 static char *
-read_string(PackReader *reader, const char *what)
+read_string(PackReader *reader, const char *what, char **error)
 {
 	size_t		len;
-	const char *s = read_bytes(reader, &len, what);
+	const char *s = read_bytes(reader, &len, what, error);
 
+	if (s == NULL)
+		return NULL;
 	if (!pg_verifymbstr(s, (int) len, true))
-		pack_invalid(psprintf("a %s is not valid in the database encoding", what));
+	{
+		*error = psprintf("a %s is not valid in the database encoding", what);
+		return NULL;
+	}
 	return pnstrdup(s, len);
 }
 
@@ -114,23 +117,49 @@ pack_reader_init(PackReader *reader, const char *data, size_t len)
 	reader->end = data + len;
 }
 
-/* The next job of the pack into *job; false at its end. */
-bool
-pack_next(PackReader *reader, PackedJob *job)
+/*
+ * The next job of the pack into *job: 1, or 0 at its end, or -1 with
+ * *error set (palloc'd) for a pack that does not parse, which is then read
+ * no further.
+ */
+int
+pack_read(PackReader *reader, PackedJob *job, char **error)
 {
 	if (reader->next == reader->end)
-		return false;
+		return 0;
 	if ((size_t) (reader->end - reader->next) < PACK_FIXED_BYTES)
-		pack_invalid("a job is cut off");
+	{
+		*error = pstrdup("a job is cut off");
+		reader->next = reader->end;
+		return -1;
+	}
 	memcpy(job->id.data, reader->next, UUID_LEN);
 	reader->next += UUID_LEN;
 	job->priority = read_int64(reader);
 	job->delay = read_int64(reader);
 	job->ttr = read_int64(reader);
-	job->tube = read_string(reader, "tube");
-	job->func_name = read_string(reader, "func_name");
-	job->body = read_bytes(reader, &job->body_len, "body");
-	return true;
+	if ((job->tube = read_string(reader, "tube", error)) == NULL ||
+		(job->func_name = read_string(reader, "func_name", error)) == NULL ||
+		(job->body = read_bytes(reader, &job->body_len, "body", error)) == NULL)
+	{
+		reader->next = reader->end;
+		return -1;
+	}
+	return 1;
+}
+
+/* The next job of the pack into *job; false at its end.  Throws on a bad pack. */
+bool
+pack_next(PackReader *reader, PackedJob *job)
+{
+	char	   *error = NULL;
+	int			rc = pack_read(reader, job, &error);
+
+	if (rc < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid jobq pack: %s", error)));
+	return rc > 0;
 }
 
 /*

@@ -40,6 +40,7 @@ extern void pack_append(StringInfo pack, const pg_uuid_t *id, int64 priority,
 						int64 delay, int64 ttr, const char *tube,
 						const char *func_name, const char *body, size_t body_len);
 extern void pack_reader_init(PackReader *reader, const char *data, size_t len);
+extern int	pack_read(PackReader *reader, PackedJob *job, char **error);
 extern bool pack_next(PackReader *reader, PackedJob *job);
 
 #endif							/* JOBQ_PACK_H */

@@ -63,6 +63,7 @@ typedef struct OutboxRow
 {
 	PackedJob	job;
 	char	   *refused;		/* why it is not sent (too big, a bad tube), or NULL */
+	const char *refused_code;	/* and the SQLSTATE jobq.failed records */
 } OutboxRow;
 
 /* where the batch's rows come from */
@@ -113,7 +114,7 @@ seq_cmp(const void *a, const void *b)
 
 /* a row beanstalkd will never take: record it instead of retrying for ever */
 static void
-reject_row(const OutboxRow *row, const char *message)
+reject_row(const OutboxRow *row, const char *sqlstate, const char *message)
 {
 	FailedJob	f = {0};
 
@@ -121,16 +122,39 @@ reject_row(const OutboxRow *row, const char *message)
 	f.tube = row->job.tube;
 	f.func_name = row->job.func_name;
 	f.kwargs = failed_kwargs_of_body(row->job.body, row->job.body_len);
-	f.sqlstate = "54000";
+	f.sqlstate = sqlstate;
 	f.message = message;
 	f.priority = row->job.priority;
 	f.ttr = row->job.ttr;
 	f.source = "relay";
 	failed_record(&f);
 	ereport(WARNING,
-			(errmsg("jobq relay: beanstalkd at %s refused job for func_name \"%s\" on tube \"%s\": %s",
-					conn->server, row->job.func_name, row->job.tube, message),
+			(errmsg("jobq relay: job for func_name \"%s\" on tube \"%s\" cannot go to beanstalkd at %s: %s",
+					row->job.func_name, row->job.tube, conn->server, message),
 			 errdetail("The job was moved to jobq.failed.")));
+}
+
+/*
+ * A row of jobq.outbox_packs that does not parse (written by hand, or
+ * damaged) goes to jobq.failed, its first bytes kept, instead of failing
+ * every batch after it.
+ */
+static void
+reject_pack(bytea *packed, const char *error)
+{
+	FailedJob	f = {0};
+
+	f.raw_body = VARDATA_ANY(packed);
+	f.raw_len = VARSIZE_ANY_EXHDR(packed);
+	f.sqlstate = "22P03";
+	f.message = psprintf("invalid jobq pack: %s", error);
+	f.priority = -1;
+	f.ttr = -1;
+	f.source = "relay";
+	failed_record(&f);
+	ereport(WARNING,
+			(errmsg("jobq relay: a row of jobq.outbox_packs is not a valid pack: %s", error),
+			 errdetail("The row was moved to jobq.failed.")));
 }
 
 /*
@@ -263,29 +287,37 @@ take_batch(int *n)
 	OutboxRow  *rows;
 	int		   *order;
 	int			max;
+	SPITupleTable *taken;
+	uint64		ntaken;
 
 	*n = 0;
 	if (seqs == (Datum) 0)
 		return NULL;
 	if (SPI_execute_plan(src->take_plan, &seqs, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "jobq: taking rows from the outbox failed");
+	/* kept apart: recording a bad pack runs SPI again (the rows live until SPI_finish) */
+	taken = SPI_tuptable;
+	ntaken = SPI_processed;
 	order = returned_order();
 	if (!src->packed)
 	{
-		rows = palloc0(sizeof(OutboxRow) * SPI_processed);
-		for (uint64 i = 0; i < SPI_processed; i++)
-			legacy_row_job(SPI_tuptable->vals[order[i]], SPI_tuptable->tupdesc, &rows[i].job);
-		*n = (int) SPI_processed;
+		rows = palloc0(sizeof(OutboxRow) * ntaken);
+		for (uint64 i = 0; i < ntaken; i++)
+			legacy_row_job(taken->vals[order[i]], taken->tupdesc, &rows[i].job);
+		*n = (int) ntaken;
 		return rows;
 	}
 	max = BATCH_SIZE;
 	rows = palloc0(sizeof(OutboxRow) * max);
-	for (uint64 i = 0; i < SPI_processed; i++)
+	for (uint64 i = 0; i < ntaken; i++)
 	{
 		bool		isnull;
-		bytea	   *packed = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[order[i]],
-														   SPI_tuptable->tupdesc, 2, &isnull));
+		bytea	   *packed = DatumGetByteaPP(SPI_getbinval(taken->vals[order[i]],
+														   taken->tupdesc, 2, &isnull));
 		PackReader	reader;
+		int			first = *n;
+		char	   *error = NULL;
+		int			rc;
 
 		pack_reader_init(&reader, VARDATA_ANY(packed), VARSIZE_ANY_EXHDR(packed));
 		for (;;)
@@ -295,10 +327,16 @@ take_batch(int *n)
 				max *= 2;
 				rows = repalloc(rows, sizeof(OutboxRow) * max);
 			}
-			if (!pack_next(&reader, &rows[*n].job))
+			if ((rc = pack_read(&reader, &rows[*n].job, &error)) <= 0)
 				break;
 			rows[*n].refused = NULL;
 			(*n)++;
+		}
+		if (rc < 0)
+		{
+			/* a row written by hand, or damaged: set aside, not retried for ever */
+			reject_pack(packed, error);
+			*n = first;
 		}
 	}
 	return rows;
@@ -327,10 +365,16 @@ send_batch(OutboxRow *rows, int n, int64 max_size, char *start_tube)
 		PackedJob  *job = &rows[i].job;
 
 		if ((int64) job->body_len > max_size)
+		{
+			rows[i].refused_code = "54000";
 			rows[i].refused = psprintf("job body of %zu bytes is larger than the server's max-job-size of " INT64_FORMAT " bytes",
 									   job->body_len, max_size);
+		}
 		else if (!bs_tube_name_ok(job->tube))
+		{
+			rows[i].refused_code = "22023";
 			rows[i].refused = psprintf("invalid tube name \"%s\"", job->tube);
+		}
 		if (rows[i].refused != NULL)
 			continue;
 		if (strcmp(tube, job->tube) != 0)
@@ -362,7 +406,7 @@ read_put_outcome(const OutboxRow *row)
 							conn->server, id)));
 			return true;
 		case BS_JOB_TOO_BIG:
-			reject_row(row, psprintf("job body of %zu bytes is larger than the server's max-job-size",
+			reject_row(row, "54000", psprintf("job body of %zu bytes is larger than the server's max-job-size",
 									 row->job.body_len));
 			return false;
 		case BS_DRAINING:
@@ -393,7 +437,7 @@ read_batch_replies(const OutboxRow *rows, int n, const char *start_tube,
 	{
 		if (rows[i].refused != NULL)
 		{
-			reject_row(&rows[i], rows[i].refused);
+			reject_row(&rows[i], rows[i].refused_code, rows[i].refused);
 			(*rejected)++;
 			continue;
 		}
