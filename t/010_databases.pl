@@ -74,7 +74,7 @@ set_up_database($_) for qw(db_a db_b);
 	{
 		ok(wait_in($db, q{SELECT count(*) = 20 FROM effects}, 30), "case 1: $db ran its 20 jobs");
 		is(in_db($db, q{SELECT string_agg(DISTINCT db, ',') FROM effects}), $db,
-			"case 1: in $db, by $db's handler");
+			"case 1: in $db, by ${db}'s handler");
 	}
 	my $pids_a = in_db('db_a', 'SELECT string_agg(pid::text, \',\' ORDER BY pid) FROM jobq.workers');
 	my $pids_b = in_db('db_b', 'SELECT string_agg(pid::text, \',\' ORDER BY pid) FROM jobq.workers');
