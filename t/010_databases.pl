@@ -123,7 +123,9 @@ set_up_database($_) for qw(db_a db_b);
 	$node->safe_psql('postgres', 'DROP DATABASE db_b WITH (FORCE)');
 	ok(wait_log($node, qr/database "db_b" does not exist; jobq's workers wait for it/, $logpos, 30),
 		'case 4: the launcher waits for db_b');
-	sleep 3;
+	# longer than the launcher's 10 s restart delay, so that a crash loop
+	# (starting db_b's processes again and again) would show in the count
+	sleep 12;
 	my $log = slurp_file($node->logfile, $logpos);
 	my $failed = () = $log =~ /FATAL:  database "db_b" does not exist/g;
 	cmp_ok($failed, '<=', 3, "case 4: no crash loop ($failed of db_b's processes failed to connect after the drop)");
