@@ -77,11 +77,28 @@ RESET jobq.servers;
 -- and the connection is usable again right after
 SELECT jobq_put_now('t_put_after', 'f') > 0 AS back;
 
--- settings that are not a single host:port
-SET jobq.servers = 'a:1,b:2';
+-- settings that are not a list of host:port
+SET jobq.servers = 'a:1,,b:2';
+SET jobq.servers = 'a:1, b:2, a:1';
+SET jobq.servers = 'a:1,nohost';
 SET jobq.servers = 'nohost';
 SET jobq.servers = 'h:99999';
 SET jobq.connect_timeout = 0;
+
+-- a pool: a job whose first choice is down goes to the next server that
+-- answers, without an error; with every server down the error says so
+SELECT format('127.0.0.1:1, %s, 127.0.0.1:2', current_setting('jobq.servers')) AS pool_servers \gset
+SET jobq.servers = :'pool_servers';
+SELECT count(*) AS put_in_pool, count(DISTINCT server) AS servers_used,
+       bool_and(server = '127.0.0.1:' || :'bsport') AS all_on_the_live_one
+  FROM generate_series(1, 20) g, LATERAL jobq_put_now_at('t_pool', 'f', jsonb_build_object('n', g));
+-- job ids are per server: with several, the id alone names no job
+SELECT pg_temp.error_of($$SELECT jobq_job(1)$$);
+SELECT pg_temp.error_of($$SELECT jobq_job(1, '127.0.0.1:3')$$);
+SELECT tube, ready FROM jobq_tubes() WHERE tube = 't_pool';
+SET jobq.servers = '127.0.0.1:1, 127.0.0.1:2';
+SELECT regexp_replace(pg_temp.error_of($$SELECT jobq_put_now('t_bad', 'f')$$), 'was .*', 'was ...') AS all_down;
+RESET jobq.servers;
 
 -- query cancel reaches a wait on beanstalkd: statement_timeout ends it
 SET jobq.servers = :'silent_server';

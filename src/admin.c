@@ -1,9 +1,12 @@
 /*
  * admin.c
- *		Introspection and administration of the beanstalkd server from SQL:
- *		stats, tubes, jobs, peek, kick, delete, pause.  All of them go over
- *		the backend's persistent connection; EXECUTE on them is revoked
- *		from PUBLIC by the install script.
+ *		Introspection and administration of the beanstalkd servers from
+ *		SQL: stats, tubes, jobs, peek, kick, delete, pause.  All of them go
+ *		over the backend's persistent connections (pool.c).  Stats and tubes
+ *		are summed over the servers or shown per server; kick and pause act
+ *		on every server; a job id is per server, so the functions that take
+ *		one also take the server when jobq.servers lists several.  EXECUTE
+ *		on them is revoked from PUBLIC by the install script.
  */
 #include "postgres.h"
 
@@ -18,10 +21,13 @@
 
 #include "beanstalk.h"
 #include "job.h"
+#include "pool.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(jobq_stats);
 PG_FUNCTION_INFO_V1(jobq_tubes);
+PG_FUNCTION_INFO_V1(jobq_server_stats);
+PG_FUNCTION_INFO_V1(jobq_server_tubes);
 PG_FUNCTION_INFO_V1(jobq_job);
 PG_FUNCTION_INFO_V1(jobq_peek);
 PG_FUNCTION_INFO_V1(jobq_peek_ready);
@@ -75,31 +81,200 @@ yaml_foreach(char *yaml, yaml_pair_cb cb, void *arg)
 	}
 }
 
+/*
+ * The servers an administration function acts on.  With one server it is
+ * called directly, and its error is the function's.  With several, a
+ * server that does not answer is left out with a WARNING (the pool marks
+ * it down), and the function fails only when none answers.
+ */
 static void
-stats_row(const char *key, const char *value, void *arg)
+for_each_server(PoolFn fn, void *arg)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
+	BsPool	   *pool = bs_backend_pool();
+	int			answered = 0;
 
-	values[0] = CStringGetTextDatum(key);
-	values[1] = CStringGetTextDatum(value);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	if (pool->n == 1)
+	{
+		fn(pool->conns[0], arg);
+		return;
+	}
+	for (int i = 0; i < pool->n; i++)
+	{
+		if (pool_call(pool, i, fn, arg))
+			answered++;
+		else
+			ereport(WARNING,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("beanstalkd at %s does not answer; it is left out",
+							pool->conns[i]->server),
+					 errhint("The server log says why.")));
+	}
+	if (answered == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("no beanstalkd server of jobq.servers answers"),
+				 errdetail("Tried the %d servers of \"%s\"; the last error was %s.",
+						   pool->n, pool->setting, pool->last_error)));
 }
 
-/* jobq_stats() -> setof (name text, value text) */
+/*
+ * The server a job id is on: the 'server' argument if the function has one
+ * (argno >= 0), which must be in jobq.servers; without it, the only server.
+ * Job ids are per server: with several, an id alone names no job.
+ */
+static BeanstalkConn *
+job_server_arg(FunctionCallInfo fcinfo, int argno)
+{
+	BsPool	   *pool = bs_backend_pool();
+	char	   *server;
+	BeanstalkConn *conn;
+
+	if (argno < 0)
+	{
+		if (pool->n > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("beanstalkd job ids are per server, and jobq.servers lists %d servers",
+							pool->n),
+					 errhint("Pass the server as the last argument, as jobq.servers spells it.")));
+		return pool->conns[0];
+	}
+	server = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	conn = pool_conn_of(pool, server);
+	if (conn == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("server \"%s\" is not in jobq.servers", server),
+				 errdetail("jobq.servers is \"%s\".", pool->setting)));
+	return conn;
+}
+
+/* the function's 'server' argument, if it has one: the last */
+static int
+server_argno(FunctionCallInfo fcinfo, int nargs_without)
+{
+	return PG_NARGS() > nargs_without ? nargs_without : -1;
+}
+
+/*
+ * Stats are summed over the servers where they are counts ("current-*",
+ * "total-*", "cmd-*", "job-timeouts", "rusage-*"); other keys (version,
+ * pid, uptime, ...) keep each distinct value, joined with ", ".
+ */
+typedef struct StatsPair
+{
+	char	   *key;
+	char	   *value;
+} StatsPair;
+
+typedef struct StatsArg
+{
+	ReturnSetInfo *rsinfo;
+	bool		per_server;
+	const char *server;
+	List	   *pairs;			/* StatsPair, summed (per_server false) */
+} StatsArg;
+
+static bool
+stats_summable(const char *key)
+{
+	return strncmp(key, "current-", 8) == 0 || strncmp(key, "total-", 6) == 0 ||
+		strncmp(key, "cmd-", 4) == 0 || strcmp(key, "job-timeouts") == 0 ||
+		strncmp(key, "rusage-", 7) == 0;
+}
+
+static void
+stats_add(const char *key, const char *value, void *arg)
+{
+	StatsArg   *sa = (StatsArg *) arg;
+	ListCell   *lc;
+	StatsPair  *p;
+
+	if (sa->per_server)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = CStringGetTextDatum(sa->server);
+		values[1] = CStringGetTextDatum(key);
+		values[2] = CStringGetTextDatum(value);
+		tuplestore_putvalues(sa->rsinfo->setResult, sa->rsinfo->setDesc, values, nulls);
+		return;
+	}
+	foreach(lc, sa->pairs)
+	{
+		p = lfirst(lc);
+		if (strcmp(p->key, key) != 0)
+			continue;
+		if (stats_summable(key))
+		{
+			char	   *end;
+			double		a = strtod(p->value, &end);
+			double		b = strtod(value, NULL);
+
+			if (*end == '\0' && strchr(p->value, '.') == NULL && strchr(value, '.') == NULL)
+				p->value = psprintf("%.0f", a + b);
+			else if (*end == '\0')
+				p->value = psprintf("%.6f", a + b);
+		}
+		else if (strcmp(p->value, value) != 0 &&
+				 strstr(p->value, value) == NULL)
+			p->value = psprintf("%s, %s", p->value, value);
+		return;
+	}
+	p = palloc(sizeof(StatsPair));
+	p->key = pstrdup(key);
+	p->value = pstrdup(value);
+	sa->pairs = lappend(sa->pairs, p);
+}
+
+static void
+stats_of_server(BeanstalkConn *conn, void *arg)
+{
+	StatsArg   *sa = (StatsArg *) arg;
+	size_t		len;
+	char	   *yaml = bs_stats_server(conn, &len);
+
+	sa->server = conn->server;
+	if (yaml != NULL)
+		yaml_foreach(yaml, stats_add, sa);
+}
+
+static Datum
+stats_result(FunctionCallInfo fcinfo, bool per_server)
+{
+	StatsArg	sa = {0};
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	sa.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	sa.per_server = per_server;
+	for_each_server(stats_of_server, &sa);
+	foreach(lc, sa.pairs)
+	{
+		StatsPair  *p = lfirst(lc);
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(p->key);
+		values[1] = CStringGetTextDatum(p->value);
+		tuplestore_putvalues(sa.rsinfo->setResult, sa.rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* jobq_stats() -> setof (name text, value text), over every server */
 Datum
 jobq_stats(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	size_t		len;
-	char	   *yaml;
+	return stats_result(fcinfo, false);
+}
 
-	InitMaterializedSRF(fcinfo, 0);
-	yaml = bs_stats_server(bs_backend_conn(), &len);
-	if (yaml != NULL)
-		yaml_foreach(yaml, stats_row, rsinfo);
-	return (Datum) 0;
+/* jobq_server_stats() -> setof (server text, name text, value text) */
+Datum
+jobq_server_stats(PG_FUNCTION_ARGS)
+{
+	return stats_result(fcinfo, true);
 }
 
 static int64
@@ -115,67 +290,126 @@ yaml_int(const char *yaml, const char *key)
 	return *end == '\0' ? n : 0;
 }
 
-/*
- * jobq_tubes() -> setof (tube, ready, reserved, delayed, buried, urgent,
- * total, using, watching, waiting, pause, pause_time_left)
- */
-Datum
-jobq_tubes(PG_FUNCTION_ARGS)
+#define TUBE_COUNTERS	9
+
+/* one row of jobq_tubes: a tube's counters, on one server or summed */
+typedef struct TubeRow
 {
-	static const char *const counters[] = {
+	char	   *tube;
+	const char *server;
+	int64		counts[TUBE_COUNTERS];
+	int64		pause;
+	int64		pause_time_left;
+} TubeRow;
+
+typedef struct TubesArg
+{
+	bool		per_server;
+	List	   *rows;			/* TubeRow */
+} TubesArg;
+
+static void
+tubes_of_server(BeanstalkConn *conn, void *arg)
+{
+	static const char *const counters[TUBE_COUNTERS] = {
 		"current-jobs-ready", "current-jobs-reserved", "current-jobs-delayed",
 		"current-jobs-buried", "current-jobs-urgent", "total-jobs",
 		"current-using", "current-watching", "current-waiting"
 	};
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	BeanstalkConn *conn = bs_backend_conn();
+	TubesArg   *ta = (TubesArg *) arg;
 	size_t		len;
-	char	   *list;
+	char	   *list = bs_list_tubes(conn, &len);
 	char	   *save = NULL;
-	List	   *tubes = NIL;
-	ListCell   *lc;
 
-	InitMaterializedSRF(fcinfo, 0);
-	list = bs_list_tubes(conn, &len);
 	if (list == NULL)
-		return (Datum) 0;
+		return;
 	for (char *line = strtok_r(list, "\n", &save); line != NULL;
 		 line = strtok_r(NULL, "\n", &save))
 	{
-		if (strncmp(line, "- ", 2) == 0)
-			tubes = lappend(tubes, line + 2);
-	}
-
-	foreach(lc, tubes)
-	{
-		char	   *tube = lfirst(lc);
+		char	   *tube;
 		char	   *yaml;
-		Datum		values[12];
-		bool		nulls[12] = {0};
-		int			i;
+		TubeRow    *row = NULL;
+		ListCell   *lc;
 
-		if (!bs_tube_name_ok(tube))
+		if (strncmp(line, "- ", 2) != 0 || !bs_tube_name_ok(line + 2))
 			continue;
+		tube = line + 2;
 		yaml = bs_stats_tube(conn, tube, &len);
 		if (yaml == NULL)
 			continue;			/* vanished since list-tubes */
-		values[0] = CStringGetTextDatum(tube);
-		for (i = 0; i < lengthof(counters); i++)
-			values[i + 1] = Int64GetDatum(yaml_int(yaml, counters[i]));
-		values[10] = IntervalPGetDatum(DatumGetIntervalP(
-														 DirectFunctionCall7(make_interval, 0, 0, 0, 0, 0, 0,
-																			 Float8GetDatum((double) yaml_int(yaml, "pause")))));
-		values[11] = IntervalPGetDatum(DatumGetIntervalP(
-														 DirectFunctionCall7(make_interval, 0, 0, 0, 0, 0, 0,
-																			 Float8GetDatum((double) yaml_int(yaml, "pause-time-left")))));
+		if (!ta->per_server)
+			foreach(lc, ta->rows)
+				if (strcmp(((TubeRow *) lfirst(lc))->tube, tube) == 0)
+				row = lfirst(lc);
+		if (row == NULL)
+		{
+			row = palloc0(sizeof(TubeRow));
+			row->tube = pstrdup(tube);
+			row->server = conn->server;
+			ta->rows = lappend(ta->rows, row);
+		}
+		for (int i = 0; i < TUBE_COUNTERS; i++)
+			row->counts[i] += yaml_int(yaml, counters[i]);
+		row->pause = Max(row->pause, yaml_int(yaml, "pause"));
+		row->pause_time_left = Max(row->pause_time_left, yaml_int(yaml, "pause-time-left"));
+	}
+}
+
+static Datum
+seconds_interval(int64 s)
+{
+	return DirectFunctionCall7(make_interval, 0, 0, 0, 0, 0, 0, Float8GetDatum((double) s));
+}
+
+/*
+ * (tube, ready, reserved, delayed, buried, urgent, total, using, watching,
+ * waiting, pause, pause_time_left), summed over the servers (a pause is
+ * the longest), or per server with a leading server column.
+ */
+static Datum
+tubes_result(FunctionCallInfo fcinfo, bool per_server)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TubesArg	ta = {per_server, NIL};
+	ListCell   *lc;
+	int			off = per_server ? 1 : 0;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for_each_server(tubes_of_server, &ta);
+	foreach(lc, ta.rows)
+	{
+		TubeRow    *row = lfirst(lc);
+		Datum		values[13];
+		bool		nulls[13] = {0};
+
+		if (per_server)
+			values[0] = CStringGetTextDatum(row->server);
+		values[off] = CStringGetTextDatum(row->tube);
+		for (int i = 0; i < TUBE_COUNTERS; i++)
+			values[off + 1 + i] = Int64GetDatum(row->counts[i]);
+		values[off + 10] = seconds_interval(row->pause);
+		values[off + 11] = seconds_interval(row->pause_time_left);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
 }
 
+Datum
+jobq_tubes(PG_FUNCTION_ARGS)
+{
+	return tubes_result(fcinfo, false);
+}
+
+Datum
+jobq_server_tubes(PG_FUNCTION_ARGS)
+{
+	return tubes_result(fcinfo, true);
+}
+
 /*
- * jobq_job(id) -> (id, tube, state, priority, age, delay, ttr, time_left,
- * reserves, timeouts, releases, buries, kicks), NULL if there is no such job
+ * jobq_job(id [, server]) -> (id, tube, state, priority, age, delay, ttr,
+ * time_left, reserves, timeouts, releases, buries, kicks), NULL if there is
+ * no such job
  */
 Datum
 jobq_job(PG_FUNCTION_ARGS)
@@ -185,6 +419,7 @@ jobq_job(PG_FUNCTION_ARGS)
 		"releases", "buries", "kicks"
 	};
 	uint64		id = job_id_arg(fcinfo, 0);
+	BeanstalkConn *conn = job_server_arg(fcinfo, server_argno(fcinfo, 1));
 	TupleDesc	tupdesc;
 	size_t		len;
 	char	   *yaml;
@@ -193,7 +428,7 @@ jobq_job(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "jobq: return type must be a row type");
-	yaml = bs_stats_job(bs_backend_conn(), id, &len);
+	yaml = bs_stats_job(conn, id, &len);
 	if (yaml == NULL)
 		PG_RETURN_NULL();
 	values[0] = Int64GetDatum((int64) id);
@@ -250,24 +485,27 @@ peek_result(FunctionCallInfo fcinfo, bool found, BsJob *job)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
 
-/* jobq_peek(id) -> (id, body jsonb, raw bytea) */
+/* jobq_peek(id [, server]) -> (id, body jsonb, raw bytea) */
 Datum
 jobq_peek(PG_FUNCTION_ARGS)
 {
+	uint64		id = job_id_arg(fcinfo, 0);
 	BsJob		job;
-	bool		found = bs_peek_job(bs_backend_conn(), job_id_arg(fcinfo, 0), &job);
+	bool		found = bs_peek_job(job_server_arg(fcinfo, server_argno(fcinfo, 1)), id, &job);
 
 	return peek_result(fcinfo, found, &job);
 }
 
+/* the next job of a state in a tube, on one server: it returns an id */
 static Datum
 peek_in_tube(FunctionCallInfo fcinfo, BsPeekState state)
 {
-	BeanstalkConn *conn = bs_backend_conn();
+	char	   *tube = tube_arg(fcinfo, 0);
+	BeanstalkConn *conn = job_server_arg(fcinfo, server_argno(fcinfo, 1));
 	BsJob		job;
 	bool		found;
 
-	bs_use(conn, tube_arg(fcinfo, 0));
+	bs_use(conn, tube);
 	found = bs_peek_state(conn, state, &job);
 	return peek_result(fcinfo, found, &job);
 }
@@ -290,44 +528,88 @@ jobq_peek_buried(PG_FUNCTION_ARGS)
 	return peek_in_tube(fcinfo, BS_PEEK_BURIED);
 }
 
-/* jobq_kick(tube, bound) -> number of jobs kicked */
+typedef struct KickArg
+{
+	const char *tube;
+	uint64		bound;			/* left to kick */
+	uint64		kicked;
+} KickArg;
+
+static void
+kick_on_server(BeanstalkConn *conn, void *arg)
+{
+	KickArg    *ka = (KickArg *) arg;
+	uint64		n;
+
+	if (ka->bound == 0)
+		return;
+	bs_use(conn, ka->tube);
+	n = bs_kick(conn, ka->bound);
+	ka->kicked += n;
+	ka->bound -= Min(n, ka->bound);
+}
+
+/* jobq_kick(tube, bound) -> number of jobs kicked, at most bound in all */
 Datum
 jobq_kick(PG_FUNCTION_ARGS)
 {
-	char	   *tube = tube_arg(fcinfo, 0);
+	KickArg		ka = {tube_arg(fcinfo, 0), 0, 0};
 	int64		bound = PG_GETARG_INT64(1);
-	BeanstalkConn *conn = bs_backend_conn();
 
 	if (bound <= 0 || (uint64) bound > BS_MAX_UINT32)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("kick bound " INT64_FORMAT " is out of range", bound),
 				 errdetail("The bound is between 1 and 4294967295.")));
-	bs_use(conn, tube);
-	PG_RETURN_INT64((int64) bs_kick(conn, (uint64) bound));
+	ka.bound = (uint64) bound;
+	for_each_server(kick_on_server, &ka);
+	PG_RETURN_INT64((int64) ka.kicked);
 }
 
+/* jobq_kick_job(id [, server]) */
 Datum
 jobq_kick_job(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(bs_kick_job(bs_backend_conn(), job_id_arg(fcinfo, 0)));
+	uint64		id = job_id_arg(fcinfo, 0);
+
+	PG_RETURN_BOOL(bs_kick_job(job_server_arg(fcinfo, server_argno(fcinfo, 1)), id));
 }
 
+/* jobq_delete(id [, server]) */
 Datum
 jobq_delete(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(bs_delete(bs_backend_conn(), job_id_arg(fcinfo, 0)));
+	uint64		id = job_id_arg(fcinfo, 0);
+
+	PG_RETURN_BOOL(bs_delete(job_server_arg(fcinfo, server_argno(fcinfo, 1)), id));
 }
 
-/* jobq_pause_tube(tube, for) -> false if the tube does not exist */
+typedef struct PauseArg
+{
+	const char *tube;
+	uint64		secs;
+	bool		paused;
+} PauseArg;
+
+static void
+pause_on_server(BeanstalkConn *conn, void *arg)
+{
+	PauseArg   *pa = (PauseArg *) arg;
+
+	if (bs_pause_tube(conn, pa->tube, pa->secs))
+		pa->paused = true;
+}
+
+/* jobq_pause_tube(tube, for) -> false if the tube exists on no server */
 Datum
 jobq_pause_tube(PG_FUNCTION_ARGS)
 {
-	char	   *tube = tube_arg(fcinfo, 0);
-	uint64		secs = job_seconds_arg(PG_ARGISNULL(1), PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1),
-									   "pause", 0, 0);
+	PauseArg	pa = {tube_arg(fcinfo, 0), 0, false};
 
-	PG_RETURN_BOOL(bs_pause_tube(bs_backend_conn(), tube, secs));
+	pa.secs = job_seconds_arg(PG_ARGISNULL(1), PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1),
+							  "pause", 0, 0);
+	for_each_server(pause_on_server, &pa);
+	PG_RETURN_BOOL(pa.paused);
 }
 
 /*

@@ -33,6 +33,7 @@
 
 #include "beanstalk.h"
 #include "jobq.h"
+#include "pool.h"
 
 char	   *jobq_servers = NULL;
 int			jobq_connect_timeout = 2000;
@@ -101,7 +102,7 @@ static const struct
 	{MSG_DRAINING, ERRCODE_CANNOT_CONNECT_NOW},
 };
 
-static BeanstalkConn *backend_conn = NULL;
+static BsPool *backend_pool = NULL;
 
 static bool servers_check_hook(char **newval, void **extra, GucSource source);
 static void servers_assign_hook(const char *newval, void *extra);
@@ -110,8 +111,8 @@ void
 beanstalk_init_gucs(void)
 {
 	DefineCustomStringVariable("jobq.servers",
-							   "beanstalkd server as host:port.",
-							   "Only one server is supported for now.",
+							   "beanstalkd servers, as host:port[,host:port...].",
+							   "Producers spread jobs over them and fail over; workers reserve from all of them.",
 							   &jobq_servers,
 							   "127.0.0.1:11300",
 							   PGC_SUSET, 0,
@@ -148,11 +149,6 @@ bs_check_server(const char *server, char *host, size_t hostlen,
 
 	*detail = NULL;
 	host[0] = '\0';
-	if (strchr(server, ',') != NULL)
-	{
-		*detail = psprintf("Only one server is supported; got \"%s\".", server);
-		return;
-	}
 	colon = strrchr(server, ':');
 	if (colon == NULL || colon == server || colon[1] == '\0')
 	{
@@ -182,15 +178,76 @@ bs_check_server(const char *server, char *host, size_t hostlen,
 	snprintf(port, portlen, "%lu", p);
 }
 
+/*
+ * Split a jobq.servers value into its servers ("host:port", blanks around
+ * the commas ignored) and check each: at most BS_MAX_SERVERS, none twice.
+ * Returns the number of servers, or -1 with *detail set.
+ */
+int
+bs_split_servers(const char *list, char names[][BS_MAX_SERVER], char **detail)
+{
+	int			n = 0;
+	const char *p = list;
+
+	*detail = NULL;
+	for (;;)
+	{
+		const char *start;
+		const char *end;
+		char		host[BS_MAX_SERVER];
+		char		port[16];
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		start = p;
+		while (*p != '\0' && *p != ',')
+			p++;
+		end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (end == start)
+		{
+			*detail = psprintf("jobq.servers \"%s\" has an empty entry.", list);
+			return -1;
+		}
+		if (n == BS_MAX_SERVERS)
+		{
+			*detail = psprintf("jobq.servers lists more than %d servers.", BS_MAX_SERVERS);
+			return -1;
+		}
+		if (end - start >= BS_MAX_SERVER)
+		{
+			*detail = psprintf("A server name in jobq.servers is longer than %d bytes.",
+							   BS_MAX_SERVER - 1);
+			return -1;
+		}
+		memcpy(names[n], start, end - start);
+		names[n][end - start] = '\0';
+		bs_check_server(names[n], host, sizeof(host), port, sizeof(port), detail);
+		if (*detail != NULL)
+			return -1;
+		for (int i = 0; i < n; i++)
+			if (strcmp(names[i], names[n]) == 0)
+			{
+				*detail = psprintf("Server \"%s\" is listed twice.", names[n]);
+				return -1;
+			}
+		n++;
+		if (*p == '\0')
+			return n;
+		p++;					/* the comma */
+	}
+}
+
 static bool
 servers_check_hook(char **newval, void **extra, GucSource source)
 {
-	char		host[BS_MAX_SERVER];
-	char		port[16];
+	char		(*names)[BS_MAX_SERVER] = palloc(sizeof(char[BS_MAX_SERVERS][BS_MAX_SERVER]));
 	char	   *detail;
+	int			n = bs_split_servers(*newval, names, &detail);
 
-	bs_check_server(*newval, host, sizeof(host), port, sizeof(port), &detail);
-	if (detail != NULL)
+	pfree(names);
+	if (n < 0)
 	{
 		GUC_check_errdetail("%s", detail);
 		return false;
@@ -201,9 +258,22 @@ servers_check_hook(char **newval, void **extra, GucSource source)
 static void
 servers_assign_hook(const char *newval, void *extra)
 {
-	/* the next request of this backend goes to the new server */
-	if (backend_conn != NULL)
-		bs_set_server(backend_conn, newval);
+	/* the next request of this backend goes to the new servers */
+	if (backend_pool != NULL)
+		pool_set_servers(backend_pool, newval);
+}
+
+/*
+ * Whether an error of a request says the server is unusable for now (down,
+ * unreachable, broken, draining, out of memory), as opposed to a problem of
+ * the request or of this process (a cancel): a pool tries another server.
+ */
+bool
+bs_server_trouble(int sqlerrcode)
+{
+	return ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_CONNECTION_EXCEPTION ||
+		sqlerrcode == ERRCODE_CANNOT_CONNECT_NOW ||
+		sqlerrcode == ERRCODE_INSUFFICIENT_RESOURCES;
 }
 
 void
@@ -275,6 +345,20 @@ bs_close(BeanstalkConn *conn)
 	strcpy(conn->used_tube, "default");
 	conn->max_job_size = -1;
 	bs_shrink_rbuf(conn);
+}
+
+/* Close the connection and free what bs_init allocated (not conn itself). */
+void
+bs_free(BeanstalkConn *conn)
+{
+	bs_close(conn);
+	pfree(conn->rbuf);
+	pfree(conn->wbuf.data);
+	if (conn->touch_cmd != NULL)
+		pfree(conn->touch_cmd);
+	conn->rbuf = NULL;
+	conn->wbuf.data = NULL;
+	conn->touch_cmd = NULL;
 }
 
 bool
@@ -436,6 +520,13 @@ bs_ensure(BeanstalkConn *conn)
 		bs_connect(conn);
 	else
 		conn->reused = true;
+}
+
+/* Open the connection now if it is not (a caller that tracks its generation). */
+void
+bs_connect_now(BeanstalkConn *conn)
+{
+	bs_ensure(conn);
 }
 
 /* Send everything in wbuf.  Returns false if the peer has gone away. */
@@ -835,8 +926,9 @@ bs_put(BeanstalkConn *conn, uint64 pri, uint64 delay, uint64 ttr,
 		case BS_OK:
 			return id;
 		case BS_BURIED:
+			/* not a server to fail over from: the job is in it, buried */
 			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("beanstalkd at %s is out of memory and buried job " UINT64_FORMAT,
 							conn->server, id)));
 			break;
@@ -1050,6 +1142,64 @@ bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job)
 	st = parse_reserve_reply(conn, line, deadline, job);
 	conn->in_flight = false;
 	return st;
+}
+
+/*
+ * Wait until one of the connections in 'mask' (indexes into conns, each
+ * with a request sent) has its reply, or bytes of it, to read; returns its
+ * index, or -1 once the deadline passes.  Interrupts are serviced.
+ */
+int
+bs_wait_any(BeanstalkConn **conns, int n, uint32 mask, TimestampTz deadline)
+{
+	WaitEventSet *volatile wes = NULL;
+	volatile int ready = -1;
+
+	for (int i = 0; i < n; i++)
+		if ((mask & (1U << i)) && conns[i]->rstart < conns[i]->rend)
+			return i;
+	PG_TRY();
+	{
+		wes = CreateWaitEventSet(CurrentMemoryContext, n + 2);
+		AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (int i = 0; i < n; i++)
+			if (mask & (1U << i))
+				AddWaitEventToSet(wes, WL_SOCKET_READABLE, conns[i]->fd, NULL,
+								  (void *) (intptr_t) i);
+		while (ready < 0)
+		{
+			WaitEvent	ev;
+			TimestampTz now = GetCurrentTimestamp();
+			long		timeout;
+
+			if (now >= deadline)
+				break;
+			timeout = Max(TimestampDifferenceMilliseconds(now, deadline), 1);
+			if (WaitEventSetWait(wes, timeout, &ev, 1, PG_WAIT_EXTENSION) == 0)
+				continue;
+			if (ev.events & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+				continue;
+			}
+			if (ev.events & WL_SOCKET_READABLE)
+			{
+				ready = (int) (intptr_t) ev.user_data;
+				conns[ready]->just_sent = false;	/* its reply is there to recv */
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		if (wes != NULL)
+			FreeWaitEventSet(wes);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	FreeWaitEventSet(wes);
+	return ready;
 }
 
 /*
@@ -1402,16 +1552,16 @@ bs_yaml_get(const char *yaml, const char *key)
 	return NULL;
 }
 
-/* The backend's persistent connection, created on first use. */
-BeanstalkConn *
-bs_backend_conn(void)
+/* The backend's pool of persistent connections, created on first use. */
+BsPool *
+bs_backend_pool(void)
 {
-	if (backend_conn == NULL)
+	if (backend_pool == NULL)
 	{
-		BeanstalkConn *conn = MemoryContextAllocZero(TopMemoryContext, sizeof(BeanstalkConn));
+		BsPool	   *pool = MemoryContextAllocZero(TopMemoryContext, sizeof(BsPool));
 
-		bs_init(conn, jobq_servers, TopMemoryContext);
-		backend_conn = conn;
+		pool_init(pool, jobq_servers, NULL, TopMemoryContext);
+		backend_pool = pool;
 	}
-	return backend_conn;
+	return backend_pool;
 }

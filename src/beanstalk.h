@@ -14,12 +14,14 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "datatype/timestamp.h"
 #include "storage/latch.h"
 
 /* limits of the protocol */
 #define BS_MAX_NAME			200		/* tube name, bytes */
 #define BS_MAX_SERVER		256		/* "host:port" as jobq.servers gives it */
 #define BS_MAX_UINT32		UINT64CONST(4294967295)
+#define BS_MAX_SERVERS		16		/* in jobq.servers */
 
 typedef struct BeanstalkConn
 {
@@ -87,10 +89,13 @@ typedef struct BsJob
 
 extern void bs_check_server(const char *server, char *host, size_t hostlen,
 							char *port, size_t portlen, char **detail);
+extern int	bs_split_servers(const char *list, char names[][BS_MAX_SERVER], char **detail);
 extern void bs_init(BeanstalkConn *conn, const char *server, MemoryContext mcxt);
+extern void bs_free(BeanstalkConn *conn);
 extern void bs_close(BeanstalkConn *conn);
 extern void bs_set_server(BeanstalkConn *conn, const char *server);
 extern bool bs_connected(BeanstalkConn *conn);
+extern void bs_connect_now(BeanstalkConn *conn);
 
 /* producers */
 extern void bs_use(BeanstalkConn *conn, const char *tube);
@@ -118,6 +123,7 @@ extern bool bs_delete(BeanstalkConn *conn, uint64 id);
 /* a worker's batch: pipelined reserves, stats-job, delete/release/bury */
 extern void bs_queue_reserve(BeanstalkConn *conn, int timeout_s);
 extern BsStatus bs_read_reserve_reply(BeanstalkConn *conn, BsJob *job);
+extern int	bs_wait_any(BeanstalkConn **conns, int n, uint32 mask, TimestampTz deadline);
 extern void bs_queue_stats_job(BeanstalkConn *conn, uint64 id);
 extern char *bs_read_stats_job_reply(BeanstalkConn *conn, size_t *len);
 extern void bs_queue_delete(BeanstalkConn *conn, uint64 id);
@@ -141,8 +147,10 @@ extern char *bs_stats_job(BeanstalkConn *conn, uint64 id, size_t *len);
 extern char *bs_list_tubes(BeanstalkConn *conn, size_t *len);
 extern bool bs_pause_tube(BeanstalkConn *conn, const char *tube, uint64 delay);
 
-/* the per-backend connection used by SQL functions */
-extern BeanstalkConn *bs_backend_conn(void);
+/* the per-backend pool of connections used by SQL functions (pool.h) */
+struct BsPool;
+extern struct BsPool *bs_backend_pool(void);
+extern bool bs_server_trouble(int sqlerrcode);
 
 /* YAML produced by stats commands: "key: value" lines */
 extern char *bs_yaml_get(const char *yaml, const char *key);

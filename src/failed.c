@@ -10,6 +10,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -17,6 +18,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
@@ -25,6 +27,7 @@
 #include "job.h"
 #include "jobq.h"
 #include "outbox.h"
+#include "pool.h"
 #include "producer_acl.h"
 #include "schema.h"
 
@@ -81,24 +84,52 @@ failed_kwargs_of_body(const char *body, size_t len)
 	return kwargs;
 }
 
+/*
+ * Whether jobq.failed has the column "server" (1.3): until ALTER EXTENSION
+ * jobq UPDATE, the new library writes and reads the table of the old
+ * version.  Looked at on every write (a syscache lookup; failures are rare)
+ * so that an update in a process's lifetime is seen.
+ */
+static bool
+failed_has_server(void)
+{
+	Oid			nsp = get_namespace_oid("jobq", false);
+	Oid			rel = get_relname_relid("failed", nsp);
+
+	return OidIsValid(rel) && get_attnum(rel, "server") != InvalidAttrNumber;
+}
+
 /* Write one row of jobq.failed, in the caller's transaction and SPI connection. */
 void
 failed_record(const FailedJob *f)
 {
-	Datum		values[12];
-	char		nulls[12];
+	static bool plan_has_server = false;
+	bool		has_server = failed_has_server();
+	Datum		values[13];
+	char		nulls[13];
 	int			rc;
 
+	if (insert_plan != NULL && plan_has_server != has_server)
+	{
+		SPI_freeplan(insert_plan);
+		insert_plan = NULL;
+	}
 	if (insert_plan == NULL)
 	{
-		Oid			types[12] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID,
-		TEXTOID, TEXTOID, INT4OID, INT8OID, INT8OID, TEXTOID};
+		Oid			types[13] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID,
+		TEXTOID, TEXTOID, INT4OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
 
-		insert_plan = schema_keep_plan("INSERT INTO jobq.failed (job_id, bs_id, tube, func_name, "
+		insert_plan = schema_keep_plan(has_server ?
+									   "INSERT INTO jobq.failed (job_id, bs_id, tube, func_name, "
+									   "kwargs, raw_body, sqlstate, message, attempts, priority, "
+									   "ttr, source, server) "
+									   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)" :
+									   "INSERT INTO jobq.failed (job_id, bs_id, tube, func_name, "
 									   "kwargs, raw_body, sqlstate, message, attempts, priority, "
 									   "ttr, source) "
 									   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-									   12, types);
+									   has_server ? 13 : 12, types);
+		plan_has_server = has_server;
 	}
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = f->job_id ? UUIDPGetDatum((pg_uuid_t *) f->job_id) : (Datum) 0;
@@ -121,6 +152,8 @@ failed_record(const FailedJob *f)
 	values[10] = Int64GetDatum(f->ttr);
 	nulls[10] = f->ttr >= 0 ? ' ' : 'n';
 	values[11] = CStringGetTextDatum(f->source);
+	values[12] = f->server ? CStringGetTextDatum(f->server) : (Datum) 0;
+	nulls[12] = f->server ? ' ' : 'n';
 	rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "jobq: recording a failed job failed: %s", SPI_result_code_string(rc));
@@ -129,7 +162,7 @@ failed_record(const FailedJob *f)
 /*
  * Put the failure in row 'row' of tt back into its tube through
  * the outbox (so it happens only if the caller commits), keeping its job id.
- * Columns: id, job_id, bs_id, tube, func_name, kwargs, priority, ttr.
+ * Columns: id, job_id, bs_id, tube, func_name, kwargs, priority, ttr, server.
  */
 static void
 retry_row(Oid caller, SPITupleTable *tt, uint64 row)
@@ -143,6 +176,8 @@ retry_row(Oid caller, SPITupleTable *tt, uint64 row)
 	int64		failed_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 	Datum		bs_id;
 	bool		bs_id_null;
+	char	   *server;
+	BeanstalkConn *conn;
 
 	spec.tube = SPI_getvalue(tup, desc, 4);
 	spec.func_name = SPI_getvalue(tup, desc, 5);
@@ -169,9 +204,10 @@ retry_row(Oid caller, SPITupleTable *tt, uint64 row)
 
 	/* the buried original, if it is still there and still this job */
 	bs_id = SPI_getbinval(tup, desc, 3, &bs_id_null);
-	if (!bs_id_null)
+	server = SPI_getvalue(tup, desc, 9);
+	conn = bs_id_null ? NULL : pool_conn_of(bs_backend_pool(), server);
+	if (conn != NULL)
 	{
-		BeanstalkConn *conn = bs_backend_conn();
 		BsJob		job;
 		JobBody		body;
 		char	   *error;
@@ -194,8 +230,8 @@ retry_where(const char *where, Datum arg, Oid argtype)
 	SPI_connect();
 	schema_become_owner(&owner);
 	rc = SPI_execute_with_args(psprintf("DELETE FROM jobq.failed WHERE %s "
-										"RETURNING id, job_id, bs_id, tube, func_name, kwargs, priority, ttr",
-										where),
+										"RETURNING id, job_id, bs_id, tube, func_name, kwargs, priority, ttr, %s",
+										where, failed_has_server() ? "server" : "NULL::pg_catalog.text"),
 							   1, &argtype, &arg, NULL, false, 0);
 	if (rc != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "jobq: failed-job lookup failed: %s", SPI_result_code_string(rc));

@@ -15,6 +15,7 @@ typedef struct FailedJob
 {
 	const pg_uuid_t *job_id;
 	uint64		bs_id;			/* 0: never in beanstalkd */
+	const char *server;			/* the server bs_id is on (ids are per server) */
 	const char *tube;
 	const char *func_name;
 	Jsonb	   *kwargs;

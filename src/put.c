@@ -9,7 +9,9 @@
 
 #include <limits.h>
 
+#include "access/htup_details.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -20,6 +22,7 @@
 #include "jobq.h"
 #include "job.h"
 #include "outbox.h"
+#include "pool.h"
 #include "producer_acl.h"
 #include "put.h"
 
@@ -29,6 +32,7 @@ int			jobq_default_ttr = 60;
 
 PG_FUNCTION_INFO_V1(jobq_put);
 PG_FUNCTION_INFO_V1(jobq_put_now);
+PG_FUNCTION_INFO_V1(jobq_put_now_at);
 
 void
 put_init_gucs(void)
@@ -163,36 +167,103 @@ put_spec_from_options(JobSpec *spec, Jsonb *options)
 		spec->ttr = job_seconds_arg(false, iv, "ttr", 1, 0);
 }
 
+/* one try of jobq_put_now on one server of the pool */
+typedef struct PutNow
+{
+	const JobSpec *spec;
+	const char *body;
+	size_t		len;
+	uint64		id;				/* beanstalkd's, on that server */
+} PutNow;
+
+static void
+put_now_on(BeanstalkConn *conn, void *arg)
+{
+	PutNow	   *p = (PutNow *) arg;
+	int64		max = bs_max_job_size(conn);
+
+	if ((int64) p->len > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("job body of %zu bytes exceeds the max-job-size of %lld bytes of beanstalkd at %s",
+						p->len, (long long) max, conn->server),
+				 errhint("Send smaller kwargs, or raise beanstalkd's -z limit.")));
+	bs_use(conn, p->spec->tube);
+	p->id = bs_put(conn, p->spec->priority, p->spec->delay, p->spec->ttr, p->body, p->len);
+}
+
 /*
  * jobq_put_now(tube, func_name, kwargs, priority, delay, ttr) -> bigint
  *
  * Not transactional: the job is in beanstalkd when this returns, whatever
- * the calling transaction does next.  Returns beanstalkd's job id.
+ * the calling transaction does next.  It goes to the server the pool
+ * places it on (pool.c), or, if that one is down, to the next; only when
+ * no server takes it is it an error.  Returns beanstalkd's job id, which is
+ * per server (jobq_put_now_at also says which).
  */
-Datum
-jobq_put_now(PG_FUNCTION_ARGS)
+static PutNow
+put_now(FunctionCallInfo fcinfo, int *server)
 {
 	JobSpec		spec = {0};
 	pg_uuid_t	id;
-	char	   *body;
-	size_t		len;
-	BeanstalkConn *conn;
-	int64		max;
+	PutNow		p = {0};
+	BsPool	   *pool = bs_backend_pool();
+	uint32		failed = 0;
+	int			i;
 
 	put_spec_from_args(fcinfo, &spec);
 	job_new_uuid(&id);
-	body = job_encode(&spec, &id, &len);
+	p.spec = &spec;
+	p.body = job_encode(&spec, &id, &p.len);
+	if (pool->n == 1)
+	{
+		/* the server's own error is the clearest */
+		put_now_on(pool->conns[0], &p);
+		*server = 0;
+		return p;
+	}
+	while ((i = pool_place(pool, &id, failed)) >= 0)
+	{
+		if (pool_call(pool, i, put_now_on, &p))
+		{
+			*server = i;
+			return p;
+		}
+		failed |= 1U << i;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("no beanstalkd server of jobq.servers took the job"),
+			 errdetail("Tried the %d servers of \"%s\"; the last error was %s.",
+					   pool->n, pool->setting, pool->last_error),
+			 errhint("Is beanstalkd running there? The server log says why each failed.")));
+	pg_unreachable();
+}
 
-	conn = bs_backend_conn();
-	max = bs_max_job_size(conn);
-	if ((int64) len > max)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("job body of %zu bytes exceeds the max-job-size of %lld bytes of beanstalkd at %s",
-						len, (long long) max, conn->server),
-				 errhint("Send smaller kwargs, or raise beanstalkd's -z limit.")));
-	bs_use(conn, spec.tube);
-	PG_RETURN_INT64((int64) bs_put(conn, spec.priority, spec.delay, spec.ttr, body, len));
+Datum
+jobq_put_now(PG_FUNCTION_ARGS)
+{
+	int			server;
+	PutNow		p = put_now(fcinfo, &server);
+
+	PG_RETURN_INT64((int64) p.id);
+}
+
+/* jobq_put_now_at(...) -> (server text, id bigint): where the job went */
+Datum
+jobq_put_now_at(PG_FUNCTION_ARGS)
+{
+	int			server;
+	PutNow		p = put_now(fcinfo, &server);
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "jobq: return type must be a row type");
+	values[0] = CStringGetTextDatum(bs_backend_pool()->conns[server]->server);
+	values[1] = Int64GetDatum((int64) p.id);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
 
 /*

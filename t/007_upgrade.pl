@@ -100,7 +100,14 @@ my $waiting_10 = sql_ok($node, $waiting);
 ($rc, $out, $err) = as_role(undef, 'ALTER EXTENSION jobq UPDATE');
 ok($rc == 0, 'ALTER EXTENSION jobq UPDATE') or diag($err);
 note("ALTER EXTENSION: $err") if $err;
-is(sql_ok($node, q{SELECT extversion FROM pg_extension WHERE extname = 'jobq'}), '1.2', 'extension at 1.2');
+is(sql_ok($node, q{SELECT extversion FROM pg_extension WHERE extname = 'jobq'}), '1.3', 'extension at 1.3');
+is(sql_ok($node, q{SELECT string_agg(p.oid::regprocedure::text, ',' ORDER BY 1)
+                     FROM pg_proc p WHERE p.proname IN ('jobq_job', 'jobq_delete')
+                      AND p.pronamespace = 'public'::regnamespace}),
+	'jobq_delete(bigint),jobq_delete(bigint,text),jobq_job(bigint),jobq_job(bigint,text)',
+	'1.3: the functions that take a job id also take the server');
+is(sql_ok($node, q{SELECT count(*) FROM jobq.failed WHERE server IS NULL}), '1',
+	'1.3: jobq.failed has a server column, NULL for the old row');
 is(sql_ok($node,
 		q{SELECT string_agg(concat_ws(' ', tube, func_name, handler, run_as, max_attempts, backoff), ',' ORDER BY tube)
 	  FROM jobq.handlers}), $handlers, 'the registrations are kept');

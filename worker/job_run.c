@@ -83,7 +83,7 @@ bool		jobq_touch_jobs = true;
 int			jobq_max_handler_time = 3600 * 1000;
 
 static int	my_slot;
-static BeanstalkConn *conn;
+static BeanstalkConn *conn;	/* the server of the batch's jobs */
 static SPIPlanPtr done_plan = NULL;
 
 /* the touch timer sends touches of the batch's jobs (bs_touch_arm) */
@@ -131,10 +131,9 @@ constraints_changed(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 void
-job_run_init(int slot, BeanstalkConn *c)
+job_run_init(int slot)
 {
 	my_slot = slot;
-	conn = c;
 	touch_timeout = RegisterTimeout(USER_TIMEOUT, touch_handler);
 	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_handler);
 	CacheRegisterSyscacheCallback(CONSTROID, constraints_changed, (Datum) 0);
@@ -184,12 +183,13 @@ touch_timer_start(void)
  * ran before it.
  */
 void
-job_touch_start(const BatchJob *jobs, int n)
+job_touch_start(BeanstalkConn *c, const BatchJob *jobs, int n)
 {
 	uint64	   *ids;
 	uint64		min_ttr = PG_UINT64_MAX;
 	int			k = 0;
 
+	conn = c;
 	if (!jobq_touch_jobs || n == 0)
 		return;
 	ids = palloc(sizeof(uint64) * n);
@@ -244,6 +244,7 @@ record_failure(const BatchJob *bj, const JobBody *body, bool keep_raw)
 
 	f.job_id = body && body->has_id ? &body->id : NULL;
 	f.bs_id = bj->job.id;
+	f.server = conn->server;
 	f.tube = body ? body->tube : NULL;
 	f.func_name = body ? body->func_name : NULL;
 	f.kwargs = body ? body->kwargs : NULL;

@@ -186,9 +186,10 @@ worker_reload_config(void)
  * report the error (once per outage for connection errors, which repeat
  * while beanstalkd is down), abort any transaction, and carry on.
  */
-void
+int
 worker_report_error(int slot, const char *what, bool *in_outage)
 {
+	int			code;
 	ErrorData  *edata;
 	bool		connection;
 	MemoryContext ctx = CurrentMemoryContext;
@@ -212,7 +213,9 @@ worker_report_error(int slot, const char *what, bool *in_outage)
 	slot_note_error(slot, edata->message);
 	slot_set_state(slot, connection ? JOBQ_STATE_WAITING_BEANSTALKD : JOBQ_STATE_RECOVERING,
 				   NULL, NULL, 0);
+	code = edata->sqlerrcode;
 	FreeErrorData(edata);
+	return code;
 }
 
 /*
@@ -256,12 +259,15 @@ process_succeeded(ProcessBackoff *bo, const char *what, const char *server)
 /*
  * From the main loop's PG_CATCH: report the error (once per outage for
  * connection errors), abort any transaction, and double the back-off.
+ * Returns the error's SQLSTATE.
  */
-void
+int
 process_recover(int slot, const char *what, ProcessBackoff *bo)
 {
-	worker_report_error(slot, what, &bo->in_outage);
+	int			code = worker_report_error(slot, what, &bo->in_outage);
+
 	bo->backoff_ms = Min(Max(bo->backoff_ms * 2, BACKOFF_MIN_MS), BACKOFF_MAX_MS);
+	return code;
 }
 
 /* After a failed iteration: hold to the back-off, then check the extension. */
@@ -273,14 +279,4 @@ process_back_off(int slot, const ProcessBackoff *bo)
 	worker_sleep(bo->backoff_ms);
 	if (!worker_extension_ready())
 		worker_wait_for_extension(slot);
-}
-
-/* Whether jobq.servers changed since *seen (and remember the new value). */
-bool
-process_servers_changed(char *seen, size_t len)
-{
-	if (strcmp(seen, jobq_servers) == 0)
-		return false;
-	strlcpy(seen, jobq_servers, len);
-	return true;
 }

@@ -48,6 +48,7 @@
 #include "failed.h"
 #include "jobq.h"
 #include "pack.h"
+#include "pool.h"
 #include "schema.h"
 #include "shmem.h"
 #include "worker.h"
@@ -64,6 +65,10 @@ typedef struct OutboxRow
 	PackedJob	job;
 	char	   *refused;		/* why it is not sent (too big, a bad tube), or NULL */
 	const char *refused_code;	/* and the SQLSTATE jobq.failed records */
+	int			server;			/* where it goes (pool.c), -1 before placing */
+	bool		use_sent;		/* a use went before its put */
+	bool		sent;			/* its put went, its reply is to be read */
+	bool		done;			/* in beanstalkd, or refused */
 } OutboxRow;
 
 /* where the batch's rows come from */
@@ -77,7 +82,7 @@ typedef struct OutboxSource
 int			jobq_done_retention = 7 * 24 * 3600;
 int			jobq_failed_retention = 30 * 24 * 3600;
 
-static BeanstalkConn *conn;
+static BsPool pool;
 static int	my_slot;			/* the relay's slot in shared memory */
 static ProcessBackoff backoff;	/* static: survives the main loop's longjmp */
 static OutboxSource packs_source = {true};
@@ -130,7 +135,8 @@ reject_row(const OutboxRow *row, const char *sqlstate, const char *message)
 	failed_record(&f);
 	ereport(WARNING,
 			(errmsg("jobq relay: job for func_name \"%s\" on tube \"%s\" cannot go to beanstalkd at %s: %s",
-					row->job.func_name, row->job.tube, conn->server, message),
+					row->job.func_name, row->job.tube,
+					row->server >= 0 ? pool.conns[row->server]->server : pool.setting, message),
 			 errdetail("The job was moved to jobq.failed.")));
 }
 
@@ -342,121 +348,180 @@ take_batch(int *n)
 	return rows;
 }
 
+/* what one server of the pool is sent, and answers, in a batch */
+typedef struct ServerBatch
+{
+	OutboxRow  *rows;
+	int			n;
+	int			server;
+	int64		max_size;		/* the server's max-job-size */
+} ServerBatch;
+
 /*
- * Queue a use (when the tube changes, also from the last batch: the tube in
- * use is a connection's, start_tube says which it was) and a put for every
- * row, and send them in one write.  A row over the server's max-job-size is
- * not sent: the server would swallow it only to say JOB_TOO_BIG, and one too
- * big for our own buffers would fail the batch for ever.  Nor is a row whose
- * tube is not a tube name (only a row written by hand has one): it would
- * be a protocol error, or another command.
+ * Queue a use (when the tube changes; the tube in use is the connection's,
+ * from batch to batch) and a put for every row placed on this server, and
+ * send them in one write.  A row over the server's max-job-size is not
+ * sent: the server would swallow it only to say JOB_TOO_BIG, and one too
+ * big for our own buffers would fail the batch for ever.  Nor is a row
+ * whose tube is not a tube name (only a row written by hand has one): it
+ * would be a protocol error, or another command.
  */
 static void
-send_batch(OutboxRow *rows, int n, int64 max_size, char *start_tube)
+send_to_server(BeanstalkConn *conn, void *arg)
 {
+	ServerBatch *sb = (ServerBatch *) arg;
 	char		tube[BS_MAX_NAME + 1];
 
+	sb->max_size = bs_max_job_size(conn);
 	bs_pipeline_begin(conn);
-	/* the connection keeps the tube in use from batch to batch */
 	strlcpy(tube, conn->used_tube, sizeof(tube));
-	strlcpy(start_tube, tube, BS_MAX_NAME + 1);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < sb->n; i++)
 	{
-		PackedJob  *job = &rows[i].job;
+		OutboxRow  *row = &sb->rows[i];
+		PackedJob  *job = &row->job;
 
-		if ((int64) job->body_len > max_size)
-		{
-			rows[i].refused_code = "54000";
-			rows[i].refused = psprintf("job body of %zu bytes is larger than the server's max-job-size of " INT64_FORMAT " bytes",
-									   job->body_len, max_size);
-		}
-		else if (!bs_tube_name_ok(job->tube))
-		{
-			rows[i].refused_code = "22023";
-			rows[i].refused = psprintf("invalid tube name \"%s\"", job->tube);
-		}
-		if (rows[i].refused != NULL)
+		if (row->done || row->server != sb->server)
 			continue;
-		if (strcmp(tube, job->tube) != 0)
+		if ((int64) job->body_len > sb->max_size)
+		{
+			row->refused_code = "54000";
+			row->refused = psprintf("job body of %zu bytes is larger than the server's max-job-size of " INT64_FORMAT " bytes",
+									job->body_len, sb->max_size);
+			row->done = true;
+			continue;
+		}
+		row->use_sent = strcmp(tube, job->tube) != 0;
+		if (row->use_sent)
 		{
 			bs_queue_use(conn, job->tube);
 			strlcpy(tube, job->tube, sizeof(tube));
 		}
 		bs_queue_put(conn, (uint64) job->priority, (uint64) job->delay,
 					 (uint64) job->ttr, job->body, job->body_len);
+		row->sent = true;
 	}
 	if (bs_pipeline_pending(conn))
 		bs_flush(conn);
 }
 
-/* The reply to one row's put; returns whether it is in beanstalkd. */
-static bool
-read_put_outcome(const OutboxRow *row)
+/*
+ * Read the server's replies in the order the requests went.  A row is done
+ * once its reply is read: an error part way leaves the rest to be placed
+ * again (their puts may have gone in: delivery is at least once).
+ */
+static void
+read_from_server(BeanstalkConn *conn, void *arg)
 {
-	uint64		id;
+	ServerBatch *sb = (ServerBatch *) arg;
 
-	switch (bs_read_put_reply(conn, &id))
+	for (int i = 0; i < sb->n; i++)
 	{
-		case BS_OK:
-			return true;
-		case BS_BURIED:
-			/* in beanstalkd, though buried: kick it once memory is back */
-			ereport(WARNING,
-					(errmsg("jobq relay: beanstalkd at %s is out of memory and buried job " UINT64_FORMAT,
-							conn->server, id)));
-			return true;
-		case BS_JOB_TOO_BIG:
-			reject_row(row, "54000", psprintf("job body of %zu bytes is larger than the server's max-job-size",
-									 row->job.body_len));
-			return false;
-		case BS_DRAINING:
-			ereport(ERROR,
-					(errcode(ERRCODE_CANNOT_CONNECT_NOW),
-					 errmsg("beanstalkd at %s is draining and accepts no new jobs",
-							conn->server)));
-			break;
-		default:
-			break;
+		OutboxRow  *row = &sb->rows[i];
+		uint64		id;
+
+		if (!row->sent || row->server != sb->server)
+			continue;
+		if (row->use_sent)
+			bs_read_use_reply(conn);
+		switch (bs_read_put_reply(conn, &id))
+		{
+			case BS_OK:
+				break;
+			case BS_BURIED:
+				/* in beanstalkd, though buried: kick it once memory is back */
+				ereport(WARNING,
+						(errmsg("jobq relay: beanstalkd at %s is out of memory and buried job " UINT64_FORMAT,
+								conn->server, id)));
+				break;
+			case BS_JOB_TOO_BIG:
+				row->refused_code = "54000";
+				row->refused = psprintf("job body of %zu bytes is larger than the server's max-job-size",
+										row->job.body_len);
+				break;
+			case BS_DRAINING:
+				/* another server takes it, and the rest of this one's */
+				ereport(ERROR,
+						(errcode(ERRCODE_CANNOT_CONNECT_NOW),
+						 errmsg("beanstalkd at %s is draining and accepts no new jobs",
+								conn->server)));
+				break;
+			default:
+				elog(ERROR, "jobq: unexpected put status");
+		}
+		row->sent = false;
+		row->done = true;
 	}
-	elog(ERROR, "jobq: unexpected put status");
 }
 
 /*
- * Read the replies in the order the requests went, rejecting what was not
- * sent; counts what went in and what was refused.
+ * Every row into beanstalkd, or refused.  Each row is placed on its server
+ * (pool.c); the puts of every server go out before any reply is read.  A
+ * server that fails part way is left out for the rest of the batch and its
+ * unanswered rows are placed again, on their next choice.  Throws when no
+ * server is left: the caller's recovery aborts the transaction, which puts
+ * the rows back in the outbox.
  */
 static void
-read_batch_replies(const OutboxRow *rows, int n, const char *start_tube,
-				   int *sent, int *rejected)
+send_rows(OutboxRow *rows, int n)
 {
-	char		tube[BS_MAX_NAME + 1];
-
-	strlcpy(tube, start_tube, sizeof(tube));
+	uint32		failed = 0;
 
 	for (int i = 0; i < n; i++)
 	{
-		if (rows[i].refused != NULL)
+		rows[i].server = -1;
+		/* a hand-written row's tube could be another command */
+		if (!bs_tube_name_ok(rows[i].job.tube))
 		{
-			reject_row(&rows[i], rows[i].refused_code, rows[i].refused);
-			(*rejected)++;
-			continue;
+			rows[i].refused_code = "22023";
+			rows[i].refused = psprintf("invalid tube name \"%s\"", rows[i].job.tube);
+			rows[i].done = true;
 		}
-		if (strcmp(tube, rows[i].job.tube) != 0)
+	}
+	for (;;)
+	{
+		uint32		used = 0;
+		uint32		failed_now = 0;
+		ServerBatch sb[BS_MAX_SERVERS];
+
+		for (int i = 0; i < n; i++)
 		{
-			bs_read_use_reply(conn);
-			strlcpy(tube, rows[i].job.tube, sizeof(tube));
+			if (rows[i].done)
+				continue;
+			if (rows[i].server < 0 || (failed & (1U << rows[i].server)))
+				rows[i].server = pool_place(&pool, &rows[i].job.id, failed);
+			if (rows[i].server < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("no beanstalkd server of jobq.servers takes jobs"),
+						 errdetail("Tried the %d server(s) of \"%s\"; the last error was %s.",
+								   pool.n, pool.setting, pool.last_error)));
+			used |= 1U << rows[i].server;
 		}
-		if (read_put_outcome(&rows[i]))
-			(*sent)++;
-		else
-			(*rejected)++;
+		if (used == 0)
+			return;
+		for (int s = 0; s < pool.n; s++)
+		{
+			sb[s] = (ServerBatch) {rows, n, s, 0};
+			if ((used & (1U << s)) && !pool_call(&pool, s, send_to_server, &sb[s]))
+				failed_now |= 1U << s;
+		}
+		for (int s = 0; s < pool.n; s++)
+		{
+			if ((used & ~failed_now & (1U << s)) &&
+				!pool_call(&pool, s, read_from_server, &sb[s]))
+				failed_now |= 1U << s;
+		}
+		if (failed_now == 0)
+			return;
+		failed |= failed_now;
+		for (int i = 0; i < n; i++)
+			rows[i].sent = false;
 	}
 }
 
 /*
  * Send one batch.  Returns the number of jobs it took (0 when the outbox is
- * empty).  Throws on connection trouble; the caller's recovery
- * aborts the transaction, which puts the rows back.
+ * empty).
  */
 static int
 relay_batch(void)
@@ -466,7 +531,6 @@ relay_batch(void)
 	int			sent = 0;
 	int			rejected = 0;
 	int64		max_size;
-	char		start_tube[BS_MAX_NAME + 1];
 
 	process_xact_begin();
 	rows = take_batch(&n);
@@ -478,12 +542,22 @@ relay_batch(void)
 	pgstat_report_activity(STATE_RUNNING, "jobq relay: sending jobs");
 	slot_set_state(my_slot, JOBQ_STATE_SENDING, NULL, NULL, 0);
 
-	/* the server's limit, once per connection; jobq_put checks it early */
-	max_size = bs_max_job_size(conn);
-	pg_atomic_write_u64(&jobq_shared->max_job_size, (uint64) max_size);
-
-	send_batch(rows, n, max_size, start_tube);
-	read_batch_replies(rows, n, start_tube, &sent, &rejected);
+	send_rows(rows, n);
+	/* what the servers refused goes to jobq.failed, in the same transaction */
+	for (int i = 0; i < n; i++)
+	{
+		if (rows[i].refused != NULL)
+		{
+			reject_row(&rows[i], rows[i].refused_code, rows[i].refused);
+			rejected++;
+		}
+		else
+			sent++;
+	}
+	/* jobq_put checks the smallest limit early */
+	max_size = pool_min_job_size(&pool);
+	if (max_size >= 0)
+		pg_atomic_write_u64(&jobq_shared->max_job_size, (uint64) max_size);
 	process_xact_end();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	slot_add_counts(my_slot, sent, rejected);
@@ -567,7 +641,7 @@ relay_iteration(void)
 	static TimestampTz last_prune = 0;
 	int			n = relay_batch();
 
-	process_succeeded(&backoff, "relay", conn->server);
+	process_succeeded(&backoff, "relay", pool.setting);
 	if (TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), PRUNE_EVERY_MS))
 	{
 		last_prune = GetCurrentTimestamp();
@@ -595,14 +669,11 @@ void
 jobq_relay_main(Datum arg)
 {
 	MemoryContext loop_ctx;
-	char		servers_now[BS_MAX_SERVER];
 
 	my_slot = DatumGetInt32(arg);
 	worker_startup(my_slot, "jobq relay");
 	relay_session_settings();
-	conn = MemoryContextAllocZero(TopMemoryContext, sizeof(BeanstalkConn));
-	bs_init(conn, jobq_servers, TopMemoryContext);
-	strlcpy(servers_now, jobq_servers, sizeof(servers_now));
+	pool_init(&pool, jobq_servers, "relay", TopMemoryContext);
 	worker_wait_for_extension(my_slot);
 	shmem_set_relay_latch(slot_db(my_slot), MyLatch);
 
@@ -616,8 +687,7 @@ jobq_relay_main(Datum arg)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		worker_reload_config();
-		if (process_servers_changed(servers_now, sizeof(servers_now)))
-			bs_set_server(conn, jobq_servers);
+		(void) pool_set_servers(&pool, jobq_servers);
 		MemoryContextSwitchTo(loop_ctx);
 		MemoryContextReset(loop_ctx);
 
@@ -628,7 +698,8 @@ jobq_relay_main(Datum arg)
 		PG_CATCH();
 		{
 			process_recover(my_slot, "relay", &backoff);
-			bs_close(conn);
+			for (int i = 0; i < pool.n; i++)
+				bs_close(pool.conns[i]);
 			n = 0;
 		}
 		PG_END_TRY();

@@ -45,21 +45,28 @@
 
 #include "beanstalk.h"
 #include "jobq.h"
+#include "pool.h"
 #include "shmem.h"
 #include "worker.h"
 
 #define RESERVE_TIMEOUT_S	1
 #define REFRESH_TUBES_MS	1000
+#define ROTATE_AFTER		4	/* full batches from one server before looking at the others */
 #define AVG_WEIGHT			0.2 /* of the last batch in the running average */
 
 int			jobq_batch_size = JOBQ_DEFAULT_BATCH_SIZE;
 
 static int	my_slot;
-static BeanstalkConn *conn;
-static List *watched = NIL;		/* tube names (TopMemoryContext) */
-static bool watch_set_valid = false;
+static BsPool pool;				/* the servers of jobq.servers */
+static BeanstalkConn *conn;		/* the server of the batch at hand, ... */
+static int	cur = -1;			/* ... pool.conns[cur] */
+static int	next_server = 0;	/* where the next look for ready jobs starts */
+static int	streak = 0;			/* full batches in a row from cur */
+static List *tubes = NIL;		/* the tubes with handlers (TopMemoryContext) */
 static TimestampTz tubes_refreshed = 0;
-static char servers_now[BS_MAX_SERVER];
+/* per server: the tubes its connection watches, and which connection that was */
+static List *watched[BS_MAX_SERVERS];
+static uint64 watched_generation[BS_MAX_SERVERS];
 static ProcessBackoff backoff;	/* static: survives the main loop's longjmp */
 
 /*
@@ -71,7 +78,8 @@ static MemoryContext batch_cxt[2];
 static int	batch_cur = 0;
 static BatchJob *next_jobs = NULL;
 static int	next_n = 0;
-static uint64 next_conn_generation = 0;	/* the connection that reserved them */
+static int	next_from = -1;		/* the server that reserved them ... */
+static uint64 next_conn_generation = 0;	/* ... on this connection */
 static char worker_name[32];
 
 /* batch sizing */
@@ -114,53 +122,68 @@ list_has_string(List *l, const char *s)
 	return false;
 }
 
-/*
- * Make the connection's watch list the set of tubes with handlers.  The
- * "default" tube every connection starts with is ignored unless it has a
- * handler.  Returns false when there is nothing to watch.
- */
-static bool
-refresh_watch_list(void)
+/* Read the tubes with handlers again, every REFRESH_TUBES_MS. */
+static void
+refresh_tubes(void)
 {
-	List	   *tubes = read_tubes();
-	ListCell   *lc;
+	List	   *now = read_tubes();
 	MemoryContext ctx = MemoryContextSwitchTo(TopMemoryContext);
+	ListCell   *lc;
 
+	list_free_deep(tubes);
+	tubes = NIL;
+	foreach(lc, now)
+		tubes = lappend(tubes, pstrdup(lfirst(lc)));
 	tubes_refreshed = GetCurrentTimestamp();
-	if (!watch_set_valid)
+	MemoryContextSwitchTo(ctx);
+}
+
+/*
+ * Make server i's watch list the set of tubes with handlers.  The
+ * "default" tube every connection starts with is ignored unless it has a
+ * handler.  A new connection (its generation changed) starts over.
+ */
+static void
+sync_watch(BeanstalkConn *c, int i)
+{
+	ListCell   *lc;
+	MemoryContext ctx;
+
+	bs_connect_now(c);
+	ctx = MemoryContextSwitchTo(TopMemoryContext);
+	if (watched_generation[i] != c->generation)
 	{
-		list_free_deep(watched);
-		watched = list_make1(pstrdup("default"));
-	}
-	if (tubes == NIL)
-	{
-		list_free_deep(watched);
-		watched = NIL;
-		watch_set_valid = false;
-		bs_close(conn);			/* nothing reserved, nothing watched */
-		MemoryContextSwitchTo(ctx);
-		return false;
+		list_free_deep(watched[i]);
+		watched[i] = list_make1(pstrdup("default"));
+		watched_generation[i] = c->generation;
 	}
 	foreach(lc, tubes)
 	{
-		if (!list_has_string(watched, lfirst(lc)))
+		if (!list_has_string(watched[i], lfirst(lc)))
 		{
-			bs_watch(conn, lfirst(lc));
-			watched = lappend(watched, pstrdup(lfirst(lc)));
+			bs_watch(c, lfirst(lc));
+			watched[i] = lappend(watched[i], pstrdup(lfirst(lc)));
 		}
 	}
-	foreach(lc, watched)
+	foreach(lc, watched[i])
 	{
 		if (!list_has_string(tubes, lfirst(lc)))
 		{
-			bs_ignore(conn, lfirst(lc));
+			bs_ignore(c, lfirst(lc));
 			pfree(lfirst(lc));
-			watched = foreach_delete_current(watched, lc);
+			watched[i] = foreach_delete_current(watched[i], lc);
 		}
 	}
-	watch_set_valid = true;
 	MemoryContextSwitchTo(ctx);
-	return true;
+}
+
+/* close every connection: nothing reserved, nothing watched */
+static void
+close_all(void)
+{
+	for (int i = 0; i < pool.n; i++)
+		bs_close(pool.conns[i]);
+	next_n = 0;
 }
 
 /* What stats-job says of a job; false if the job is gone (deleted meanwhile). */
@@ -244,9 +267,122 @@ read_reserved(BatchJob *jobs, int count)
 	return n;
 }
 
+/* one server's part in looking for a job: see reserve_first */
+typedef struct ServerReserve
+{
+	int			server;
+	bool		got;
+	BsJob		first;
+} ServerReserve;
+
+/* a job that is ready now on this server, if there is one */
+static void
+reserve_ready(BeanstalkConn *c, void *arg)
+{
+	ServerReserve *r = (ServerReserve *) arg;
+
+	sync_watch(c, r->server);
+	bs_pipeline_begin(c);
+	bs_queue_reserve(c, 0);
+	bs_flush(c);
+	r->got = bs_read_reserve_reply(c, &r->first) == BS_OK;
+}
+
+static void
+send_blocking_reserve(BeanstalkConn *c, void *arg)
+{
+	ServerReserve *r = (ServerReserve *) arg;
+
+	sync_watch(c, r->server);
+	bs_pipeline_begin(c);
+	bs_queue_reserve(c, RESERVE_TIMEOUT_S);
+	bs_flush(c);
+}
+
+static void
+read_blocking_reserve(BeanstalkConn *c, void *arg)
+{
+	ServerReserve *r = (ServerReserve *) arg;
+
+	r->got = bs_read_reserve_reply(c, &r->first) == BS_OK;
+}
+
 /*
- * Steps 1 to 3 when nothing was reserved ahead: reserve up to 'want' jobs;
- * returns how many (0: none came within the reserve's timeout).
+ * Step 1: the first job of a batch, from any server of the pool; returns
+ * the server, or -1 when none came within the reserve's timeout.  With
+ * several servers, first a job ready now, looking at each in turn from
+ * next_server (so that no server's jobs starve a other's); when none has
+ * one, a blocking reserve goes to all of them and the first job that comes
+ * wins.  The reserves still waiting on the other servers are ended by
+ * closing their connections, which gives back at once any job they
+ * reserved meanwhile: no job waits reserved while this worker runs
+ * another server's batch.  (Such a job counts one more reservation.)  A
+ * server that fails is marked down (pool.c) and skipped for a while.
+ */
+static int
+reserve_first(BsJob *first)
+{
+	ServerReserve rs[BS_MAX_SERVERS];
+	uint32		sent = 0;
+	int			got = -1;
+	TimestampTz deadline;
+
+	for (int k = 0; pool.n > 1 && k < pool.n; k++)
+	{
+		int			i = (next_server + k) % pool.n;
+
+		rs[i] = (ServerReserve) {i, false};
+		if (pool_usable(&pool, i) && pool_call(&pool, i, reserve_ready, &rs[i]) && rs[i].got)
+		{
+			*first = rs[i].first;
+			return i;
+		}
+	}
+	for (int i = 0; i < pool.n; i++)
+	{
+		rs[i] = (ServerReserve) {i, false};
+		if (pool_usable(&pool, i) && pool_call(&pool, i, send_blocking_reserve, &rs[i]))
+			sent |= 1U << i;
+	}
+	if (sent == 0)
+	{
+		/* every server is down: wait until one may be tried again */
+		slot_set_state(my_slot, JOBQ_STATE_WAITING_BEANSTALKD, NULL, NULL, 0);
+		worker_sleep(Max(pool_next_retry_ms(&pool), 100));
+		return -1;
+	}
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   RESERVE_TIMEOUT_S * 1000 + jobq_io_timeout);
+	while (sent != 0 && got < 0)
+	{
+		int			i = bs_wait_any(pool.conns, pool.n, sent, deadline);
+
+		if (i < 0)
+		{
+			for (int j = 0; j < pool.n; j++)
+				if (sent & (1U << j))
+				{
+					bs_close(pool.conns[j]);
+					pool_mark_down(&pool, j, "no reply to reserve-with-timeout in time");
+				}
+			return -1;
+		}
+		sent &= ~(1U << i);
+		if (pool_call(&pool, i, read_blocking_reserve, &rs[i]) && rs[i].got)
+			got = i;
+	}
+	for (int j = 0; j < pool.n; j++)
+		if (sent & (1U << j))
+			bs_close(pool.conns[j]);
+	if (got >= 0)
+		*first = rs[got].first;
+	return got;
+}
+
+/*
+ * Steps 1 to 3 when nothing was reserved ahead: reserve up to 'want' jobs,
+ * all from the server of the first (cur); returns how many (0: none came
+ * within the reserve's timeout).
  */
 static int
 reserve_batch(BatchJob **jobs, int want)
@@ -254,9 +390,10 @@ reserve_batch(BatchJob **jobs, int want)
 	BsJob		first;
 	int			n;
 
-	if (bs_reserve(conn, RESERVE_TIMEOUT_S, &first) != BS_OK)
+	cur = reserve_first(&first);
+	if (cur < 0)
 		return 0;
-
+	conn = pool.conns[cur];
 	bs_pipeline_begin(conn);
 	bs_queue_stats_job(conn, first.id);
 	for (int i = 1; i < want; i++)
@@ -356,6 +493,7 @@ settle_jobs(BatchJob *jobs, int n, int prefetch)
 		old = MemoryContextSwitchTo(next);
 		next_jobs = palloc0(sizeof(BatchJob) * prefetch);
 		next_n = read_reserved(next_jobs, prefetch);
+		next_from = cur;
 		next_conn_generation = conn->generation;
 		MemoryContextSwitchTo(old);
 	}
@@ -388,7 +526,7 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 	if (min_ttr_ms == PG_UINT64_MAX)
 		min_ttr_ms = 1000;
 
-	job_touch_start(jobs, n);
+	job_touch_start(conn, jobs, n);
 	while (i < n)
 	{
 		int			first = i;
@@ -419,7 +557,7 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 		job_touch_stop();
 		settle_jobs(jobs + first, i - first, i < n ? 0 : prefetch);
 		if (i < n)
-			job_touch_start(jobs + i, n - i);
+			job_touch_start(conn, jobs + i, n - i);
 	}
 	slot_set_state(my_slot, JOBQ_STATE_IDLE, NULL, NULL, 0);
 
@@ -437,23 +575,21 @@ worker_iteration(void)
 	BatchJob   *jobs;
 	int			want;
 	int			n;
+	int			prefetch;
 
-	if (process_servers_changed(servers_now, sizeof(servers_now)))
+	if (pool_set_servers(&pool, jobq_servers))
 	{
-		bs_set_server(conn, jobq_servers);
-		watch_set_valid = false;
+		close_all();
+		cur = -1;
+		next_server = 0;
 	}
-	if (!bs_connected(conn))
-	{
-		watch_set_valid = false;
-		next_n = 0;				/* a closed connection gave them back */
-	}
-	if (!watch_set_valid ||
+	if (tubes == NIL ||
 		TimestampDifferenceExceeds(tubes_refreshed, GetCurrentTimestamp(), REFRESH_TUBES_MS))
 	{
-		if (!refresh_watch_list())
+		refresh_tubes();
+		if (tubes == NIL)
 		{
-			next_n = 0;			/* given back with the connection */
+			close_all();		/* gives back what was reserved ahead */
 			slot_set_state(my_slot, JOBQ_STATE_IDLE_NO_HANDLERS, NULL, NULL, 0);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 REFRESH_TUBES_MS, PG_WAIT_EXTENSION);
@@ -462,12 +598,16 @@ worker_iteration(void)
 		}
 	}
 	want = batch_want();
-	/* a connection opened since (a silent reconnect) gave them back */
-	if (next_n > 0 && (!bs_connected(conn) || conn->generation != next_conn_generation))
+	/* a connection closed or opened since gave them back */
+	if (next_n > 0 &&
+		(next_from >= pool.n || !bs_connected(pool.conns[next_from]) ||
+		 pool.conns[next_from]->generation != next_conn_generation))
 		next_n = 0;
 	if (next_n > 0)
 	{
 		/* reserved while the last batch was settled */
+		cur = next_from;
+		conn = pool.conns[cur];
 		jobs = next_jobs;
 		n = next_n;
 		next_n = 0;
@@ -488,8 +628,22 @@ worker_iteration(void)
 		worker_reload_config();
 	}
 	batch_next = n >= want ? Min(2 * want, JOBQ_MAX_BATCH_SIZE) : Max(2 * n, 2);
-	/* a full batch: more are likely ready, ask for them with the settling */
-	run_batch(jobs, n, n >= want ? batch_want() : 0);
+
+	/*
+	 * A full batch: more are likely ready, ask for them with the settling;
+	 * but with several servers, after ROTATE_AFTER full batches from one,
+	 * look at the others first, so that a backlog on one does not starve
+	 * them.
+	 */
+	prefetch = n >= want ? batch_want() : 0;
+	streak = n >= want ? streak + 1 : 0;
+	if (pool.n > 1 && streak >= ROTATE_AFTER)
+	{
+		prefetch = 0;
+		streak = 0;
+	}
+	next_server = (cur + 1) % pool.n;
+	run_batch(jobs, n, prefetch);
 }
 
 void
@@ -501,10 +655,8 @@ jobq_worker_main(Datum arg)
 	snprintf(worker_name, sizeof(worker_name), "worker %d", slot_number(my_slot));
 	worker_startup(my_slot, psprintf("jobq worker %d", slot_number(my_slot)));
 
-	conn = MemoryContextAllocZero(TopMemoryContext, sizeof(BeanstalkConn));
-	bs_init(conn, jobq_servers, TopMemoryContext);
-	strlcpy(servers_now, jobq_servers, sizeof(servers_now));
-	job_run_init(my_slot, conn);
+	pool_init(&pool, jobq_servers, worker_name, TopMemoryContext);
+	job_run_init(my_slot);
 	worker_wait_for_extension(my_slot);
 	slot_set_state(my_slot, JOBQ_STATE_IDLE, NULL, NULL, 0);
 
@@ -523,16 +675,26 @@ jobq_worker_main(Datum arg)
 		PG_TRY();
 		{
 			worker_iteration();
-			process_succeeded(&backoff, worker_name, conn->server);
+			process_succeeded(&backoff, worker_name, pool.setting);
 		}
 		PG_CATCH();
 		{
+			int			code;
+
 			job_touch_stop();
 			/* not psprintf here: this is ErrorContext, which the recovery resets */
-			process_recover(my_slot, worker_name, &backoff);
-			bs_close(conn);
-			watch_set_valid = false;
+			code = process_recover(my_slot, worker_name, &backoff);
 			next_n = 0;
+			if (cur >= 0 && cur < pool.n)
+			{
+				/* the batch's server failed: the others need not wait */
+				bs_close(pool.conns[cur]);
+				if (bs_server_trouble(code) && pool.n > 1)
+				{
+					pool_mark_down(&pool, cur, "a batch failed");
+					backoff.backoff_ms = 0;
+				}
+			}
 		}
 		PG_END_TRY();
 

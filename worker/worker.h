@@ -71,8 +71,8 @@ extern bool jobq_touch_jobs;
 extern int	jobq_max_handler_time;	/* ms */
 extern int	jobq_batch_size;
 
-extern void job_run_init(int slot, BeanstalkConn *conn);
-extern void job_touch_start(const BatchJob *jobs, int n);
+extern void job_run_init(int slot);
+extern void job_touch_start(BeanstalkConn *conn, const BatchJob *jobs, int n);
 extern void job_touch_drain(void);
 extern void job_touch_stop(void);
 extern bool job_may_share_xact(void);
@@ -95,13 +95,12 @@ extern bool worker_extension_ready(void);
 extern void worker_wait_for_extension(int slot);
 extern void worker_reload_config(void);
 extern void worker_sleep(int ms);
-extern void worker_report_error(int slot, const char *what, bool *in_outage);
+extern int	worker_report_error(int slot, const char *what, bool *in_outage);
 extern void process_xact_begin(void);
 extern void process_xact_end(void);
 extern void process_succeeded(ProcessBackoff *bo, const char *what, const char *server);
-extern void process_recover(int slot, const char *what, ProcessBackoff *bo);
+extern int	process_recover(int slot, const char *what, ProcessBackoff *bo);
 extern void process_back_off(int slot, const ProcessBackoff *bo);
-extern bool process_servers_changed(char *seen, size_t len);
 
 /* dispatch.c */
 extern bool dispatch_lookup(const char *tube, const char *func_name, Handler *h);

@@ -1,0 +1,319 @@
+/*
+ * pool.c
+ *		The servers of jobq.servers as one pool.
+ *
+ * A job goes to one server, chosen by rendezvous hashing of its uuid: each
+ * server scores the job (a hash of the uuid mixed with a hash of the
+ * server's name) and the highest score wins.  Jobs spread evenly; a job's
+ * server depends only on its uuid and the servers listed, so adding or
+ * removing a server moves only the jobs that go to, or went to, that one;
+ * and when a server is down, its jobs go to their second choice, which is
+ * spread over all the others rather than piled on one neighbour.
+ *
+ * A server whose request fails with a connection error (or that is
+ * draining, or out of memory) is marked down: it gets no jobs for a second,
+ * then two, up to ten, and is tried again after that (the next job that
+ * hashes to it); the first success marks it up.  Each process keeps its own
+ * marks.  When every server is marked down, all are tried anyway: the
+ * caller's own back-off then paces the retries.
+ *
+ * Ordering and priority are per server: beanstalkd orders the jobs of each
+ * server, and a job on one does not wait for a more urgent one on another.
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "pool.h"
+
+#define DOWN_FIRST_MS	1000
+#define DOWN_MAX_MS		10000
+
+static uint64
+mix64(uint64 h)
+{
+	h ^= h >> 33;
+	h *= UINT64CONST(0xff51afd7ed558ccd);
+	h ^= h >> 33;
+	h *= UINT64CONST(0xc4ceb9fe1a85ec53);
+	h ^= h >> 33;
+	return h;
+}
+
+void
+pool_init(BsPool *pool, const char *servers, const char *who, MemoryContext mcxt)
+{
+	memset(pool, 0, sizeof(*pool));
+	pool->mcxt = mcxt;
+	pool->who = who;
+	if (!pool_set_servers(pool, servers))
+		elog(ERROR, "jobq: invalid jobq.servers \"%s\"", servers);
+}
+
+/*
+ * Make the pool the servers of 'servers': connections to servers still
+ * listed are kept (with their down marks), the others closed.  Returns
+ * whether the list changed; an invalid list (the GUC check prevents one)
+ * leaves the pool as it was.
+ */
+bool
+pool_set_servers(BsPool *pool, const char *servers)
+{
+	char		(*names)[BS_MAX_SERVER];
+	char	   *detail;
+	int			n;
+	BeanstalkConn *conns[BS_MAX_SERVERS];
+	TimestampTz retry_at[BS_MAX_SERVERS];
+	int			down_ms[BS_MAX_SERVERS];
+	bool		kept[BS_MAX_SERVERS] = {0};
+
+	if (pool->setting != NULL && strcmp(pool->setting, servers) == 0)
+		return false;
+	names = MemoryContextAlloc(pool->mcxt, sizeof(char[BS_MAX_SERVERS][BS_MAX_SERVER]));
+	n = bs_split_servers(servers, names, &detail);
+	if (n < 0)
+	{
+		pfree(names);
+		return false;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		int			old = pool_find(pool, names[i]);
+
+		if (old >= 0)
+		{
+			conns[i] = pool->conns[old];
+			retry_at[i] = pool->retry_at[old];
+			down_ms[i] = pool->down_ms[old];
+			kept[old] = true;
+		}
+		else
+		{
+			conns[i] = MemoryContextAllocZero(pool->mcxt, sizeof(BeanstalkConn));
+			bs_init(conns[i], names[i], pool->mcxt);
+			retry_at[i] = 0;
+			down_ms[i] = 0;
+		}
+	}
+	for (int i = 0; i < pool->n; i++)
+	{
+		if (kept[i])
+			continue;
+		bs_free(pool->conns[i]);
+		pfree(pool->conns[i]);
+	}
+	pool->n = n;
+	for (int i = 0; i < n; i++)
+	{
+		pool->conns[i] = conns[i];
+		pool->retry_at[i] = retry_at[i];
+		pool->down_ms[i] = down_ms[i];
+		pool->seed[i] = hash_bytes_extended((const unsigned char *) names[i],
+											strlen(names[i]), 0);
+	}
+	if (pool->setting != NULL)
+		pfree(pool->setting);
+	pool->setting = MemoryContextStrdup(pool->mcxt, servers);
+	pfree(names);
+	return true;
+}
+
+/* the index of server "host:port" as jobq.servers spells it, or -1 */
+int
+pool_find(BsPool *pool, const char *server)
+{
+	for (int i = 0; i < pool->n; i++)
+		if (strcmp(pool->conns[i]->server, server) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * The connection to the server a job id was given by: 'server' (NULL when
+ * not recorded, which is only unambiguous with one server); NULL when that
+ * server is not in the pool.
+ */
+BeanstalkConn *
+pool_conn_of(BsPool *pool, const char *server)
+{
+	int			i;
+
+	if (server == NULL)
+		return pool->n == 1 ? pool->conns[0] : NULL;
+	i = pool_find(pool, server);
+	return i >= 0 ? pool->conns[i] : NULL;
+}
+
+/* not marked down, or its wait is over */
+bool
+pool_usable(BsPool *pool, int i)
+{
+	return pool->retry_at[i] == 0 || GetCurrentTimestamp() >= pool->retry_at[i];
+}
+
+bool
+pool_any_usable(BsPool *pool)
+{
+	for (int i = 0; i < pool->n; i++)
+		if (pool_usable(pool, i))
+			return true;
+	return false;
+}
+
+/* how long until a server marked down may be tried again (0: one may now) */
+int
+pool_next_retry_ms(BsPool *pool)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		best = DOWN_MAX_MS;
+
+	for (int i = 0; i < pool->n; i++)
+	{
+		if (pool->retry_at[i] == 0 || now >= pool->retry_at[i])
+			return 0;
+		best = Min(best, TimestampDifferenceMilliseconds(now, pool->retry_at[i]));
+	}
+	return (int) best;
+}
+
+/* the servers in the order a job tries them: highest score first */
+void
+pool_order(BsPool *pool, const pg_uuid_t *id, int *order)
+{
+	uint64		key;
+	uint64		score[BS_MAX_SERVERS];
+
+	memcpy(&key, id->data, sizeof(key));
+	for (int i = 0; i < pool->n; i++)
+	{
+		int			j = i;
+
+		score[i] = mix64(key ^ pool->seed[i]);
+		while (j > 0 && score[order[j - 1]] < score[i])
+		{
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = i;
+	}
+}
+
+/*
+ * The server a job goes to: its first choice that is usable and not in
+ * 'failed' (a mask of servers that failed during the caller's batch); when
+ * none is usable, the first not in 'failed'; -1 when all failed.
+ */
+int
+pool_place(BsPool *pool, const pg_uuid_t *id, uint32 failed)
+{
+	int			order[BS_MAX_SERVERS];
+	int			fallback = -1;
+
+	if (pool->n == 1)
+		return (failed & 1) ? -1 : 0;
+	pool_order(pool, id, order);
+	for (int k = 0; k < pool->n; k++)
+	{
+		int			i = order[k];
+
+		if (failed & (1U << i))
+			continue;
+		if (pool_usable(pool, i))
+			return i;
+		if (fallback < 0)
+			fallback = i;
+	}
+	return fallback;
+}
+
+/* A request to server i failed: no jobs for it for a while.  Logged once. */
+void
+pool_mark_down(BsPool *pool, int i, const char *why)
+{
+	bool		was_up = pool->retry_at[i] == 0;
+
+	pool->down_ms[i] = pool->down_ms[i] == 0 ? DOWN_FIRST_MS :
+		Min(pool->down_ms[i] * 2, DOWN_MAX_MS);
+	pool->retry_at[i] = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pool->down_ms[i]);
+	if (was_up)
+		ereport(LOG,
+				(errmsg("jobq%s%s: beanstalkd at %s is unusable: %s",
+						pool->who ? " " : "", pool->who ? pool->who : "",
+						pool->conns[i]->server, why),
+				 pool->n > 1 ?
+				 errhint("The other servers of jobq.servers are used meanwhile; this one is "
+						 "tried again every few seconds.") :
+				 errhint("Retrying; the next message says when it answers again.")));
+}
+
+void
+pool_mark_up(BsPool *pool, int i)
+{
+	if (pool->retry_at[i] == 0)
+		return;
+	pool->retry_at[i] = 0;
+	pool->down_ms[i] = 0;
+	ereport(LOG,
+			(errmsg("jobq%s%s: beanstalkd at %s answers again",
+					pool->who ? " " : "", pool->who ? pool->who : "",
+					pool->conns[i]->server)));
+}
+
+/*
+ * fn(conn of server i, arg).  An error that says the server is unusable
+ * (bs_server_trouble) closes the connection, marks the server down and
+ * returns false; any other error is thrown on.  fn must only talk to the
+ * server: the error is caught without a subtransaction.
+ */
+bool
+pool_call(BsPool *pool, int i, PoolFn fn, void *arg)
+{
+	MemoryContext ctx = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		fn(pool->conns[i], arg);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		if (!bs_server_trouble(edata->sqlerrcode))
+		{
+			FreeErrorData(edata);
+			PG_RE_THROW();
+		}
+		FlushErrorState();
+		snprintf(pool->last_error, sizeof(pool->last_error), "%s: %s",
+				 pool->conns[i]->server, edata->message);
+		bs_close(pool->conns[i]);
+		pool_mark_down(pool, i, edata->message);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	if (ok)
+		pool_mark_up(pool, i);
+	return ok;
+}
+
+/* the smallest max-job-size among the servers read so far, -1 if none */
+int64
+pool_min_job_size(BsPool *pool)
+{
+	int64		min = -1;
+
+	for (int i = 0; i < pool->n; i++)
+	{
+		int64		m = pool->conns[i]->max_job_size;
+
+		if (m >= 0 && (min < 0 || m < min))
+			min = m;
+	}
+	return min;
+}
