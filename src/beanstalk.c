@@ -1147,7 +1147,8 @@ bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job)
 /*
  * Wait until one of the connections in 'mask' (indexes into conns, each
  * with a request sent) has its reply, or bytes of it, to read; returns its
- * index, or -1 once the deadline passes.  Interrupts are serviced.
+ * index, or -1 once the deadline passes (a deadline already past: only a
+ * reply that is there).  Interrupts are serviced.
  */
 int
 bs_wait_any(BeanstalkConn **conns, int n, uint32 mask, TimestampTz deadline)
@@ -1171,13 +1172,16 @@ bs_wait_any(BeanstalkConn **conns, int n, uint32 mask, TimestampTz deadline)
 		{
 			WaitEvent	ev;
 			TimestampTz now = GetCurrentTimestamp();
-			long		timeout;
+			long		timeout = 0;	/* past the deadline: only what is there */
 
-			if (now >= deadline)
-				break;
-			timeout = Max(TimestampDifferenceMilliseconds(now, deadline), 1);
+			if (now < deadline)
+				timeout = Max(TimestampDifferenceMilliseconds(now, deadline), 1);
 			if (WaitEventSetWait(wes, timeout, &ev, 1, PG_WAIT_EXTENSION) == 0)
+			{
+				if (timeout == 0)
+					break;
 				continue;
+			}
 			if (ev.events & WL_LATCH_SET)
 			{
 				ResetLatch(MyLatch);

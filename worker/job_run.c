@@ -67,6 +67,7 @@
 #include "failed.h"
 #include "job.h"
 #include "jobq.h"
+#include "pool.h"
 #include "shmem.h"
 #include "schema.h"
 #include "signing.h"
@@ -83,7 +84,8 @@ bool		jobq_touch_jobs = true;
 int			jobq_max_handler_time = 3600 * 1000;
 
 static int	my_slot;
-static BeanstalkConn *conn;	/* the server of the batch's jobs */
+static BsPool *pool;			/* the worker's servers */
+static uint32 touch_servers = 0;	/* those with touches armed, a mask */
 static SPIPlanPtr done_plan = NULL;
 
 /* the touch timer sends touches of the batch's jobs (bs_touch_arm) */
@@ -106,7 +108,9 @@ static void
 touch_handler(void)
 {
 	if (GetCurrentTimestamp() < touch_until)
-		bs_send_raw_touch(conn);
+		for (int s = 0; s < pool->n; s++)
+			if (touch_servers & (1U << s))
+				bs_send_raw_touch(pool->conns[s]);
 }
 
 /*
@@ -131,9 +135,10 @@ constraints_changed(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 void
-job_run_init(int slot)
+job_run_init(int slot, BsPool *p)
 {
 	my_slot = slot;
+	pool = p;
 	touch_timeout = RegisterTimeout(USER_TIMEOUT, touch_handler);
 	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_handler);
 	CacheRegisterSyscacheCallback(CONSTROID, constraints_changed, (Datum) 0);
@@ -183,27 +188,34 @@ touch_timer_start(void)
  * ran before it.
  */
 void
-job_touch_start(BeanstalkConn *c, const BatchJob *jobs, int n)
+job_touch_start(const BatchJob *jobs, int n)
 {
 	uint64	   *ids;
 	uint64		min_ttr = PG_UINT64_MAX;
-	int			k = 0;
 
-	conn = c;
 	if (!jobq_touch_jobs || n == 0)
 		return;
 	ids = palloc(sizeof(uint64) * n);
-	for (int i = 0; i < n; i++)
+	touch_servers = 0;
+	for (int s = 0; s < pool->n; s++)
 	{
-		if (jobs[i].gone)
+		int			k = 0;
+
+		for (int i = 0; i < n; i++)
+		{
+			if (jobs[i].gone || jobs[i].server != s)
+				continue;
+			ids[k++] = jobs[i].job.id;
+			min_ttr = Min(min_ttr, jobs[i].facts.ttr_ms);
+		}
+		if (k == 0)
 			continue;
-		ids[k++] = jobs[i].job.id;
-		min_ttr = Min(min_ttr, jobs[i].facts.ttr_ms);
+		bs_touch_arm(pool->conns[s], ids, k);
+		touch_servers |= 1U << s;
 	}
-	if (k == 0)
-		return;
-	bs_touch_arm(conn, ids, k);
 	pfree(ids);
+	if (touch_servers == 0)
+		return;
 	touch_every = (int) Min(Max(min_ttr / 2, MIN_TOUCH_MS), (uint64) INT_MAX);
 	touch_until = DT_NOEND;
 	touch_timer_start();
@@ -218,12 +230,26 @@ job_touch_start(BeanstalkConn *c, const BatchJob *jobs, int n)
 void
 job_touch_drain(void)
 {
-	if (!touch_on || conn->pending < TOUCH_DRAIN_REPLIES)
+	bool		full = false;
+
+	if (!touch_on)
+		return;
+	for (int s = 0; s < pool->n; s++)
+		if ((touch_servers & (1U << s)) && pool->conns[s]->pending >= TOUCH_DRAIN_REPLIES)
+			full = true;
+	if (!full)
 		return;
 	disable_timeout(touch_timeout, false);
-	bs_touch_disarm(conn);
-	bs_drain_pending(conn);
-	bs_touch_rearm(conn);
+	for (int s = 0; s < pool->n; s++)
+	{
+		BeanstalkConn *c = pool->conns[s];
+
+		if (!(touch_servers & (1U << s)))
+			continue;
+		bs_touch_disarm(c);
+		bs_drain_pending(c);
+		bs_touch_rearm(c);
+	}
 	touch_timer_start();
 }
 
@@ -233,7 +259,10 @@ job_touch_stop(void)
 	if (!touch_on)
 		return;
 	disable_timeout(touch_timeout, false);
-	bs_touch_disarm(conn);
+	for (int s = 0; s < pool->n; s++)
+		if (touch_servers & (1U << s))
+			bs_touch_disarm(pool->conns[s]);
+	touch_servers = 0;
 	touch_on = false;
 }
 
@@ -244,7 +273,7 @@ record_failure(const BatchJob *bj, const JobBody *body, bool keep_raw)
 
 	f.job_id = body && body->has_id ? &body->id : NULL;
 	f.bs_id = bj->job.id;
-	f.server = conn->server;
+	f.server = pool->conns[bj->server]->server;
 	f.tube = body ? body->tube : NULL;
 	f.func_name = body ? body->func_name : NULL;
 	f.kwargs = body ? body->kwargs : NULL;
@@ -320,6 +349,12 @@ handler_rights_hold(const Handler *h, Outcome *out)
  * planted it in advance); and it has not come back without an outcome more
  * often than max_attempts allows (a handler that ends the worker each time,
  * e.g. through exit_on_error or a crash, must not keep every worker busy).
+ * Those are the reservations that ended with neither a release nor a
+ * bury by a worker (reserves - 1 - releases - buries): a worker that died,
+ * a connection lost or closed, a ttr that ran out.  Failed runs are counted
+ * apart (job_run), so that a job a worker gave back unrun (worker.c,
+ * reserve_first) does not lose one of its attempts, and a kicked job gets
+ * its run.
  */
 static bool
 job_admissible(const Handler *h, const JobFacts *facts, Outcome *out)
@@ -334,11 +369,11 @@ job_admissible(const Handler *h, const JobFacts *facts, Outcome *out)
 									  timestamptz_to_str(h->registered_at)));
 		return false;
 	}
-	if (facts->attempt > h->max_attempts + 1)
+	if (facts->attempt - 1 - facts->failures > h->max_attempts)
 	{
 		set_outcome_rejected(out, "XX000",
 							 psprintf("job was reserved %d times without an outcome (max_attempts is %d): its handler ends the worker",
-									  facts->attempt, h->max_attempts));
+									  facts->attempt - 1 - facts->failures, h->max_attempts));
 		return false;
 	}
 	return true;
@@ -721,7 +756,9 @@ job_run(BatchJob *bj)
 	}
 	if (!bj->out.ok)
 	{
-		bj->final_failure = bj->out.bury_now || bj->facts.attempt >= bj->out.max_attempts;
+		/* the runs that failed count, not the reservations (see admit_job) */
+		bj->final_failure = bj->out.bury_now ||
+			bj->facts.failures + 1 >= bj->out.max_attempts;
 		if (bj->final_failure)
 			record_failure(bj, decoded ? &body : NULL, !decoded);
 		bj->out.message = MemoryContextStrdup(ctx, bj->out.message);

@@ -52,6 +52,7 @@
 #define RESERVE_TIMEOUT_S	1
 #define REFRESH_TUBES_MS	1000
 #define ROTATE_AFTER		4	/* full batches from one server before looking at the others */
+#define LATE_GRACE_US		500 /* for the jobs that came with the first, see reserve_late */
 #define AVG_WEIGHT			0.2 /* of the last batch in the running average */
 
 int			jobq_batch_size = JOBQ_DEFAULT_BATCH_SIZE;
@@ -62,6 +63,8 @@ static BeanstalkConn *conn;		/* the server of the batch at hand, ... */
 static int	cur = -1;			/* ... pool.conns[cur] */
 static int	next_server = 0;	/* where the next look for ready jobs starts */
 static int	streak = 0;			/* full batches in a row from cur */
+static int	busy_server = -1;	/* the server of the request under way */
+static uint32 still_waiting = 0;	/* servers with a blocking reserve sent, unanswered */
 static List *tubes = NIL;		/* the tubes with handlers (TopMemoryContext) */
 static TimestampTz tubes_refreshed = 0;
 /* per server: the tubes its connection watches, and which connection that was */
@@ -184,6 +187,16 @@ close_all(void)
 	for (int i = 0; i < pool.n; i++)
 		bs_close(pool.conns[i]);
 	next_n = 0;
+	still_waiting = 0;
+}
+
+/* a counter of a stats document, 0 if absent */
+static uint64
+yaml_count(const char *yaml, const char *key)
+{
+	char	   *v = bs_yaml_get(yaml, key);
+
+	return v ? Min(strtoull(v, NULL, 10), BS_MAX_UINT32) : 0;
 }
 
 /* What stats-job says of a job; false if the job is gone (deleted meanwhile). */
@@ -210,6 +223,8 @@ facts_from_stats(char *yaml, JobFacts *facts)
 	strlcpy(facts->tube, tube ? tube : "", sizeof(facts->tube));
 	facts->ttr_ms = Min(ttr ? (uint64) strtoull(ttr, NULL, 10) : 60, BS_MAX_UINT32) * 1000;
 	facts->attempt = res ? (int) Min(strtoull(res, NULL, 10), (uint64) INT_MAX) : 1;
+	facts->failures = (int) Min((uint64) yaml_count(yaml, "releases") + yaml_count(yaml, "buries"),
+								(uint64) INT_MAX);
 	return true;
 }
 
@@ -218,7 +233,20 @@ read_facts(BatchJob *bj)
 {
 	size_t		len;
 
-	bj->gone = !facts_from_stats(bs_read_stats_job_reply(conn, &len), &bj->facts);
+	bj->gone = !facts_from_stats(bs_read_stats_job_reply(pool.conns[bj->server], &len),
+								 &bj->facts);
+}
+
+/* the servers of jobs[from..n) (not gone), as a mask */
+static uint32
+servers_of(const BatchJob *jobs, int from, int n)
+{
+	uint32		mask = 0;
+
+	for (int i = from; i < n; i++)
+		if (!jobs[i].gone)
+			mask |= 1U << jobs[i].server;
+	return mask;
 }
 
 /*
@@ -238,32 +266,49 @@ batch_want(void)
 	return Max(Min(batch_next, (int) cap), 1);
 }
 
-/* stats-job of jobs[from..n) in one round trip */
+/* stats-job of jobs[from..n): one write to each of their servers, then the replies */
 static void
 read_stats(BatchJob *jobs, int from, int n)
 {
-	if (from >= n)
-		return;
-	bs_pipeline_begin(conn);
-	for (int i = from; i < n; i++)
-		bs_queue_stats_job(conn, jobs[i].job.id);
-	bs_flush(conn);
-	for (int i = from; i < n; i++)
-		read_facts(&jobs[i]);
+	uint32		used = servers_of(jobs, from, n);
+
+	for (int s = 0; s < pool.n; s++)
+	{
+		if (!(used & (1U << s)))
+			continue;
+		busy_server = s;
+		bs_pipeline_begin(pool.conns[s]);
+		for (int i = from; i < n; i++)
+			if (jobs[i].server == s)
+				bs_queue_stats_job(pool.conns[s], jobs[i].job.id);
+		bs_flush(pool.conns[s]);
+	}
+	for (int s = 0; s < pool.n; s++)
+	{
+		if (!(used & (1U << s)))
+			continue;
+		busy_server = s;
+		for (int i = from; i < n; i++)
+			if (jobs[i].server == s)
+				read_facts(&jobs[i]);
+	}
 }
 
 /*
- * Read the replies to 'count' pipelined "reserve-with-timeout 0" into
- * jobs[0..count); returns how many jobs came.
+ * Read the replies to 'count' pipelined "reserve-with-timeout 0" sent to
+ * server s into jobs[0..count); returns how many jobs came.
  */
 static int
-read_reserved(BatchJob *jobs, int count)
+read_reserved(BatchJob *jobs, int count, int s)
 {
 	int			n = 0;
 
+	busy_server = s;
 	for (int i = 0; i < count; i++)
-		if (bs_read_reserve_reply(conn, &jobs[n].job) == BS_OK)
-			n++;
+	{
+		if (bs_read_reserve_reply(pool.conns[s], &jobs[n].job) == BS_OK)
+			jobs[n++].server = s;
+	}
 	return n;
 }
 
@@ -308,23 +353,25 @@ read_blocking_reserve(BeanstalkConn *c, void *arg)
 }
 
 /*
- * Step 1: the first job of a batch, from any server of the pool; returns
- * the server, or -1 when none came within the reserve's timeout.  With
- * several servers, first a job ready now, looking at each in turn from
- * next_server (so that no server's jobs starve a other's); when none has
- * one, a blocking reserve goes to all of them and the first job that comes
- * wins.  The reserves still waiting on the other servers are ended by
- * closing their connections, which gives back at once any job they
- * reserved meanwhile: no job waits reserved while this worker runs
- * another server's batch.  (Such a job counts one more reservation.)  A
- * server that fails is marked down (pool.c) and skipped for a while.
+ * Step 1: the first jobs of a batch, into jobs[]; returns how many (at most
+ * one per server; 0 when none came within the reserve's timeout), the
+ * first from cur.  With several servers, first a job ready now, looking at
+ * each server in turn from next_server (so that no server's jobs starve
+ * another's); when none has one, a blocking reserve goes to every server
+ * and the first job that comes wins, with those that came with it from
+ * other servers: they join the batch, touched with it.  The reserves still
+ * waiting are ended by closing their connections, which gives back at once
+ * a job reserved in the instant since (it counts one more reservation): no
+ * job waits reserved, untouched, while this worker runs another server's
+ * batch.  A server that fails is marked down (pool.c) and skipped for a
+ * while.
  */
 static int
-reserve_first(BsJob *first)
+reserve_first(BatchJob *jobs)
 {
 	ServerReserve rs[BS_MAX_SERVERS];
 	uint32		sent = 0;
-	int			got = -1;
+	int			n = 0;
 	TimestampTz deadline;
 
 	for (int k = 0; pool.n > 1 && k < pool.n; k++)
@@ -334,8 +381,9 @@ reserve_first(BsJob *first)
 		rs[i] = (ServerReserve) {i, false};
 		if (pool_usable(&pool, i) && pool_call(&pool, i, reserve_ready, &rs[i]) && rs[i].got)
 		{
-			*first = rs[i].first;
-			return i;
+			jobs[0].job = rs[i].first;
+			jobs[0].server = cur = i;
+			return 1;
 		}
 	}
 	for (int i = 0; i < pool.n; i++)
@@ -349,60 +397,109 @@ reserve_first(BsJob *first)
 		/* every server is down: wait until one may be tried again */
 		slot_set_state(my_slot, JOBQ_STATE_WAITING_BEANSTALKD, NULL, NULL, 0);
 		worker_sleep(Max(pool_next_retry_ms(&pool), 100));
-		return -1;
+		return 0;
 	}
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   RESERVE_TIMEOUT_S * 1000 + jobq_io_timeout);
-	while (sent != 0 && got < 0)
+	while (sent != 0)
 	{
-		int			i = bs_wait_any(pool.conns, pool.n, sent, deadline);
+		/* once a job came, only the replies that are there already */
+		int			i = bs_wait_any(pool.conns, pool.n, sent,
+									n > 0 ? GetCurrentTimestamp() : deadline);
 
 		if (i < 0)
-		{
-			for (int j = 0; j < pool.n; j++)
-				if (sent & (1U << j))
-				{
-					bs_close(pool.conns[j]);
-					pool_mark_down(&pool, j, "no reply to reserve-with-timeout in time");
-				}
-			return -1;
-		}
+			break;
 		sent &= ~(1U << i);
 		if (pool_call(&pool, i, read_blocking_reserve, &rs[i]) && rs[i].got)
-			got = i;
+		{
+			if (n == 0)
+				cur = i;
+			jobs[n].job = rs[i].first;
+			jobs[n++].server = i;
+		}
 	}
-	for (int j = 0; j < pool.n; j++)
-		if (sent & (1U << j))
+	if (n == 0)
+	{
+		for (int j = 0; j < pool.n; j++)
+		{
+			if (!(sent & (1U << j)))
+				continue;
 			bs_close(pool.conns[j]);
-	if (got >= 0)
-		*first = rs[got].first;
-	return got;
+			pool_mark_down(&pool, j, "no reply to reserve-with-timeout in time");
+		}
+	}
+	still_waiting = sent;
+	return n;
 }
 
 /*
- * Steps 1 to 3 when nothing was reserved ahead: reserve up to 'want' jobs,
- * all from the server of the first (cur); returns how many (0: none came
- * within the reserve's timeout).
+ * The blocking reserves still waiting after the first job came: a job that
+ * came with it on another server (the relay puts to every server in one
+ * go) is on its way; take what comes within LATE_GRACE_US of the first,
+ * into jobs[n..], then close the connections still waiting (see
+ * reserve_first).  Returns the new n.
+ */
+static int
+reserve_late(BatchJob *jobs, int n, TimestampTz first_at)
+{
+	TimestampTz until = first_at + LATE_GRACE_US;
+
+	while (still_waiting != 0)
+	{
+		ServerReserve r;
+		int			i = bs_wait_any(pool.conns, pool.n, still_waiting, 0);
+
+		if (i < 0)
+		{
+			if (GetCurrentTimestamp() >= until)
+				break;
+			pg_usleep(50);
+			continue;
+		}
+		still_waiting &= ~(1U << i);
+		r = (ServerReserve) {i, false};
+		if (pool_call(&pool, i, read_blocking_reserve, &r) && r.got)
+		{
+			jobs[n].job = r.first;
+			jobs[n++].server = i;
+		}
+	}
+	for (int j = 0; j < pool.n; j++)
+		if (still_waiting & (1U << j))
+			bs_close(pool.conns[j]);
+	still_waiting = 0;
+	return n;
+}
+
+/*
+ * Steps 1 to 3 when nothing was reserved ahead: reserve up to 'want' jobs
+ * (the first ones from whichever servers had them, the rest from cur);
+ * returns how many (0: none came within the reserve's timeout).
  */
 static int
 reserve_batch(BatchJob **jobs, int want)
 {
-	BsJob		first;
+	int			first;
+	int			more;
 	int			n;
+	TimestampTz first_at;
 
-	cur = reserve_first(&first);
-	if (cur < 0)
+	*jobs = palloc0(sizeof(BatchJob) * (want + pool.n));
+	first = reserve_first(*jobs);
+	if (first == 0)
 		return 0;
+	first_at = GetCurrentTimestamp();
 	conn = pool.conns[cur];
+	more = Max(want - first, 0);
+	busy_server = cur;
 	bs_pipeline_begin(conn);
-	bs_queue_stats_job(conn, first.id);
-	for (int i = 1; i < want; i++)
+	bs_queue_stats_job(conn, (*jobs)[0].job.id);
+	for (int i = 0; i < more; i++)
 		bs_queue_reserve(conn, 0);
 	bs_flush(conn);
-	*jobs = palloc0(sizeof(BatchJob) * want);
-	(*jobs)[0].job = first;
 	read_facts(&(*jobs)[0]);
-	n = 1 + read_reserved(*jobs + 1, want - 1);
+	n = first + read_reserved(*jobs + first, more, cur);
+	n = reserve_late(*jobs, n, first_at);
 	read_stats(*jobs, 1, n);
 	return n;
 }
@@ -438,51 +535,77 @@ settle_of(const BatchJob *bj)
 static void
 settle_jobs(BatchJob *jobs, int n, int prefetch)
 {
-	bs_drain_pending(conn);
-	bs_pipeline_begin(conn);
-	for (int i = 0; i < n; i++)
-	{
-		BatchJob   *bj = &jobs[i];
+	uint32		used = servers_of(jobs, 0, n) | (prefetch > 0 ? 1U << cur : 0);
 
-		if (bj->gone)
-			continue;
-		switch (settle_of(bj))
-		{
-			case BS_SETTLE_DELETE:
-				bs_queue_delete(conn, bj->job.id);
-				break;
-			case BS_SETTLE_BURY:
-				bs_queue_bury(conn, bj->job.id, bj->facts.priority);
-				break;
-			case BS_SETTLE_RELEASE:
-				bs_queue_release(conn, bj->job.id, bj->facts.priority,
-								 retry_delay_s(bj->out.backoff_ms, bj->facts.attempt));
-				break;
-		}
+	/* the replies to the touches come first */
+	for (int s = 0; s < pool.n; s++)
+	{
+		BeanstalkConn *c = pool.conns[s];
+
+		busy_server = s;
+		if (bs_connected(c) && (c->pending > 0 || c->touch_rem > 0))
+			bs_drain_pending(c);
 	}
-	for (int i = 0; i < prefetch; i++)
-		bs_queue_reserve(conn, 0);
-	if (!bs_pipeline_pending(conn))
-		return;
-	bs_flush(conn);
-	for (int i = 0; i < n; i++)
+	for (int s = 0; s < pool.n; s++)
 	{
-		BatchJob   *bj = &jobs[i];
+		BeanstalkConn *c = pool.conns[s];
 
-		if (bj->gone)
+		if (!(used & (1U << s)))
 			continue;
-		(void) bs_read_settle_reply(conn, settle_of(bj));
-		if (bj->out.ok)
-			slot_count(my_slot, true, NULL);
-		else if (bj->final_failure)
+		busy_server = s;
+		bs_pipeline_begin(c);
+		for (int i = 0; i < n; i++)
 		{
-			slot_count(my_slot, false, bj->out.message);
-			ereport(LOG,
-					(errmsg("jobq: job " UINT64_FORMAT " buried after %d attempt(s): %s",
-							bj->job.id, bj->facts.attempt, bj->out.message)));
+			BatchJob   *bj = &jobs[i];
+
+			if (bj->gone || bj->server != s)
+				continue;
+			switch (settle_of(bj))
+			{
+				case BS_SETTLE_DELETE:
+					bs_queue_delete(c, bj->job.id);
+					break;
+				case BS_SETTLE_BURY:
+					bs_queue_bury(c, bj->job.id, bj->facts.priority);
+					break;
+				case BS_SETTLE_RELEASE:
+					bs_queue_release(c, bj->job.id, bj->facts.priority,
+									 retry_delay_s(bj->out.backoff_ms, bj->facts.failures + 1));
+					break;
+			}
 		}
-		else
-			slot_note_error(my_slot, bj->out.message);
+		if (s == cur)
+			for (int i = 0; i < prefetch; i++)
+				bs_queue_reserve(c, 0);
+		if (bs_pipeline_pending(c))
+			bs_flush(c);
+	}
+	for (int s = 0; s < pool.n; s++)
+	{
+		BeanstalkConn *c = pool.conns[s];
+
+		if (!(used & (1U << s)))
+			continue;
+		busy_server = s;
+		for (int i = 0; i < n; i++)
+		{
+			BatchJob   *bj = &jobs[i];
+
+			if (bj->gone || bj->server != s)
+				continue;
+			(void) bs_read_settle_reply(c, settle_of(bj));
+			if (bj->out.ok)
+				slot_count(my_slot, true, NULL);
+			else if (bj->final_failure)
+			{
+				slot_count(my_slot, false, bj->out.message);
+				ereport(LOG,
+						(errmsg("jobq: job " UINT64_FORMAT " of beanstalkd at %s buried after %d attempt(s): %s",
+								bj->job.id, c->server, bj->facts.attempt, bj->out.message)));
+			}
+			else
+				slot_note_error(my_slot, bj->out.message);
+		}
 	}
 	if (prefetch > 0)
 	{
@@ -492,9 +615,9 @@ settle_jobs(BatchJob *jobs, int n, int prefetch)
 		MemoryContextReset(next);
 		old = MemoryContextSwitchTo(next);
 		next_jobs = palloc0(sizeof(BatchJob) * prefetch);
-		next_n = read_reserved(next_jobs, prefetch);
+		next_n = read_reserved(next_jobs, prefetch, cur);
 		next_from = cur;
-		next_conn_generation = conn->generation;
+		next_conn_generation = pool.conns[cur]->generation;
 		MemoryContextSwitchTo(old);
 	}
 }
@@ -526,7 +649,7 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 	if (min_ttr_ms == PG_UINT64_MAX)
 		min_ttr_ms = 1000;
 
-	job_touch_start(conn, jobs, n);
+	job_touch_start(jobs, n);
 	while (i < n)
 	{
 		int			first = i;
@@ -557,7 +680,7 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 		job_touch_stop();
 		settle_jobs(jobs + first, i - first, i < n ? 0 : prefetch);
 		if (i < n)
-			job_touch_start(conn, jobs + i, n - i);
+			job_touch_start(jobs + i, n - i);
 	}
 	slot_set_state(my_slot, JOBQ_STATE_IDLE, NULL, NULL, 0);
 
@@ -656,7 +779,7 @@ jobq_worker_main(Datum arg)
 	worker_startup(my_slot, psprintf("jobq worker %d", slot_number(my_slot)));
 
 	pool_init(&pool, jobq_servers, worker_name, TopMemoryContext);
-	job_run_init(my_slot);
+	job_run_init(my_slot, &pool);
 	worker_wait_for_extension(my_slot);
 	slot_set_state(my_slot, JOBQ_STATE_IDLE, NULL, NULL, 0);
 
@@ -684,16 +807,14 @@ jobq_worker_main(Datum arg)
 			job_touch_stop();
 			/* not psprintf here: this is ErrorContext, which the recovery resets */
 			code = process_recover(my_slot, worker_name, &backoff);
-			next_n = 0;
-			if (cur >= 0 && cur < pool.n)
+			/* what the batch had reserved goes back at once */
+			close_all();
+			if (bs_server_trouble(code) && pool.n > 1 && busy_server >= 0 &&
+				busy_server < pool.n)
 			{
-				/* the batch's server failed: the others need not wait */
-				bs_close(pool.conns[cur]);
-				if (bs_server_trouble(code) && pool.n > 1)
-				{
-					pool_mark_down(&pool, cur, "a batch failed");
-					backoff.backoff_ms = 0;
-				}
+				/* that server failed: the others need not wait */
+				pool_mark_down(&pool, busy_server, "a request failed");
+				backoff.backoff_ms = 0;
 			}
 		}
 		PG_END_TRY();

@@ -40,6 +40,7 @@ typedef struct JobFacts
 	uint64		priority;		/* the job's own: released and recorded with it */
 	uint64		ttr_ms;
 	int			attempt;		/* beanstalkd's reserve count, this one included */
+	int			failures;		/* runs that failed before: releases + buries */
 } JobFacts;
 
 /* the outcome of running one job */
@@ -57,6 +58,7 @@ typedef struct Outcome
 typedef struct BatchJob
 {
 	BsJob		job;
+	int			server;			/* in the worker's pool: ids are per server */
 	JobFacts	facts;
 	bool		gone;			/* deleted meanwhile: nothing to run or settle */
 	Outcome		out;
@@ -71,8 +73,9 @@ extern bool jobq_touch_jobs;
 extern int	jobq_max_handler_time;	/* ms */
 extern int	jobq_batch_size;
 
-extern void job_run_init(int slot);
-extern void job_touch_start(BeanstalkConn *conn, const BatchJob *jobs, int n);
+struct BsPool;
+extern void job_run_init(int slot, struct BsPool *pool);
+extern void job_touch_start(const BatchJob *jobs, int n);
 extern void job_touch_drain(void);
 extern void job_touch_stop(void);
 extern bool job_may_share_xact(void);
