@@ -169,10 +169,8 @@ typedef struct StatsPair
 
 typedef struct StatsArg
 {
-	ReturnSetInfo *rsinfo;
 	bool		per_server;
-	const char *server;
-	List	   *pairs;			/* StatsPair, summed (per_server false) */
+	List	   *pairs;			/* StatsPair: (key, value), or per server (server, key, value) */
 } StatsArg;
 
 static bool
@@ -183,25 +181,26 @@ stats_summable(const char *key)
 		strncmp(key, "rusage-", 7) == 0;
 }
 
-static void
-stats_add(const char *key, const char *value, void *arg)
+/* whether value is one of the ", "-separated values of list */
+static bool
+value_listed(const char *list, const char *value)
 {
-	StatsArg   *sa = (StatsArg *) arg;
+	size_t		len = strlen(value);
+
+	for (const char *p = list; p != NULL; p = strstr(p, ", "), p = p ? p + 2 : NULL)
+		if (strncmp(p, value, len) == 0 && (p[len] == '\0' || p[len] == ','))
+			return true;
+	return false;
+}
+
+/* one server's value of key into the sums */
+static void
+stats_merge(List **pairs, const char *key, const char *value)
+{
 	ListCell   *lc;
 	StatsPair  *p;
 
-	if (sa->per_server)
-	{
-		Datum		values[3];
-		bool		nulls[3] = {false, false, false};
-
-		values[0] = CStringGetTextDatum(sa->server);
-		values[1] = CStringGetTextDatum(key);
-		values[2] = CStringGetTextDatum(value);
-		tuplestore_putvalues(sa->rsinfo->setResult, sa->rsinfo->setDesc, values, nulls);
-		return;
-	}
-	foreach(lc, sa->pairs)
+	foreach(lc, *pairs)
 	{
 		p = lfirst(lc);
 		if (strcmp(p->key, key) != 0)
@@ -217,48 +216,81 @@ stats_add(const char *key, const char *value, void *arg)
 			else if (*end == '\0')
 				p->value = psprintf("%.6f", a + b);
 		}
-		else if (strcmp(p->value, value) != 0 &&
-				 strstr(p->value, value) == NULL)
+		else if (!value_listed(p->value, value))
 			p->value = psprintf("%s, %s", p->value, value);
 		return;
 	}
 	p = palloc(sizeof(StatsPair));
 	p->key = pstrdup(key);
 	p->value = pstrdup(value);
-	sa->pairs = lappend(sa->pairs, p);
+	*pairs = lappend(*pairs, p);
 }
 
+static void
+stats_collect(const char *key, const char *value, void *arg)
+{
+	List	  **mine = (List **) arg;
+	StatsPair  *p = palloc(sizeof(StatsPair));
+
+	p->key = pstrdup(key);
+	p->value = pstrdup(value);
+	*mine = lappend(*mine, p);
+}
+
+/* a server's stats, merged only once read whole */
 static void
 stats_of_server(BeanstalkConn *conn, void *arg)
 {
 	StatsArg   *sa = (StatsArg *) arg;
 	size_t		len;
 	char	   *yaml = bs_stats_server(conn, &len);
+	List	   *mine = NIL;
+	ListCell   *lc;
 
-	sa->server = conn->server;
 	if (yaml != NULL)
-		yaml_foreach(yaml, stats_add, sa);
+		yaml_foreach(yaml, stats_collect, &mine);
+	foreach(lc, mine)
+	{
+		StatsPair  *p = lfirst(lc);
+
+		if (sa->per_server)
+		{
+			StatsPair  *q = palloc(sizeof(StatsPair) * 2);
+
+			q[0].key = conn->server;
+			q[0].value = NULL;
+			q[1] = *p;
+			sa->pairs = lappend(sa->pairs, q);
+		}
+		else
+			stats_merge(&sa->pairs, p->key, p->value);
+	}
 }
 
 static Datum
 stats_result(FunctionCallInfo fcinfo, bool per_server)
 {
-	StatsArg	sa = {0};
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StatsArg	sa = {per_server, NIL};
 	ListCell   *lc;
 
 	InitMaterializedSRF(fcinfo, 0);
-	sa.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	sa.per_server = per_server;
 	for_each_server(stats_of_server, &sa);
 	foreach(lc, sa.pairs)
 	{
 		StatsPair  *p = lfirst(lc);
-		Datum		values[2];
-		bool		nulls[2] = {false, false};
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+		int			k = 0;
 
-		values[0] = CStringGetTextDatum(p->key);
-		values[1] = CStringGetTextDatum(p->value);
-		tuplestore_putvalues(sa.rsinfo->setResult, sa.rsinfo->setDesc, values, nulls);
+		if (per_server)
+		{
+			values[k++] = CStringGetTextDatum(p[0].key);
+			p = &p[1];
+		}
+		values[k++] = CStringGetTextDatum(p->key);
+		values[k++] = CStringGetTextDatum(p->value);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
 }
@@ -320,6 +352,8 @@ tubes_of_server(BeanstalkConn *conn, void *arg)
 	size_t		len;
 	char	   *list = bs_list_tubes(conn, &len);
 	char	   *save = NULL;
+	List	   *mine = NIL;		/* merged only once read whole */
+	ListCell   *lc2;
 
 	if (list == NULL)
 		return;
@@ -328,8 +362,7 @@ tubes_of_server(BeanstalkConn *conn, void *arg)
 	{
 		char	   *tube;
 		char	   *yaml;
-		TubeRow    *row = NULL;
-		ListCell   *lc;
+		TubeRow    *row;
 
 		if (strncmp(line, "- ", 2) != 0 || !bs_tube_name_ok(line + 2))
 			continue;
@@ -337,21 +370,34 @@ tubes_of_server(BeanstalkConn *conn, void *arg)
 		yaml = bs_stats_tube(conn, tube, &len);
 		if (yaml == NULL)
 			continue;			/* vanished since list-tubes */
+		row = palloc0(sizeof(TubeRow));
+		row->tube = pstrdup(tube);
+		row->server = conn->server;
+		for (int i = 0; i < TUBE_COUNTERS; i++)
+			row->counts[i] = yaml_int(yaml, counters[i]);
+		row->pause = yaml_int(yaml, "pause");
+		row->pause_time_left = yaml_int(yaml, "pause-time-left");
+		mine = lappend(mine, row);
+	}
+	foreach(lc2, mine)
+	{
+		TubeRow    *row = lfirst(lc2);
+		TubeRow    *sum = NULL;
+		ListCell   *lc;
+
 		if (!ta->per_server)
 			foreach(lc, ta->rows)
-				if (strcmp(((TubeRow *) lfirst(lc))->tube, tube) == 0)
-				row = lfirst(lc);
-		if (row == NULL)
+				if (strcmp(((TubeRow *) lfirst(lc))->tube, row->tube) == 0)
+				sum = lfirst(lc);
+		if (sum == NULL)
 		{
-			row = palloc0(sizeof(TubeRow));
-			row->tube = pstrdup(tube);
-			row->server = conn->server;
 			ta->rows = lappend(ta->rows, row);
+			continue;
 		}
 		for (int i = 0; i < TUBE_COUNTERS; i++)
-			row->counts[i] += yaml_int(yaml, counters[i]);
-		row->pause = Max(row->pause, yaml_int(yaml, "pause"));
-		row->pause_time_left = Max(row->pause_time_left, yaml_int(yaml, "pause-time-left"));
+			sum->counts[i] += row->counts[i];
+		sum->pause = Max(sum->pause, row->pause);
+		sum->pause_time_left = Max(sum->pause_time_left, row->pause_time_left);
 	}
 }
 

@@ -273,7 +273,8 @@ bs_server_trouble(int sqlerrcode)
 {
 	return ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_CONNECTION_EXCEPTION ||
 		sqlerrcode == ERRCODE_CANNOT_CONNECT_NOW ||
-		sqlerrcode == ERRCODE_INSUFFICIENT_RESOURCES;
+		sqlerrcode == ERRCODE_INSUFFICIENT_RESOURCES ||
+		sqlerrcode == ERRCODE_SYSTEM_ERROR;	/* INTERNAL_ERROR */
 }
 
 void

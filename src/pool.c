@@ -13,7 +13,8 @@
  * A server whose request fails with a connection error (or that is
  * draining, or out of memory) is marked down: it gets no jobs for a second,
  * then two, up to ten, and is tried again after that (the next job that
- * hashes to it); the first success marks it up.  Each process keeps its own
+ * hashes to it); the first success marks it up.  A server that fails again
+ * within a minute of that keeps its last wait, doubled.  Each process keeps its own
  * marks.  When every server is marked down, all are tried anyway: the
  * caller's own back-off then paces the retries.
  *
@@ -30,6 +31,7 @@
 
 #define DOWN_FIRST_MS	1000
 #define DOWN_MAX_MS		10000
+#define UP_RESET_MS		60000
 
 static uint64
 mix64(uint64 h)
@@ -67,6 +69,7 @@ pool_set_servers(BsPool *pool, const char *servers)
 	BeanstalkConn *conns[BS_MAX_SERVERS];
 	TimestampTz retry_at[BS_MAX_SERVERS];
 	int			down_ms[BS_MAX_SERVERS];
+	TimestampTz up_at[BS_MAX_SERVERS];
 	bool		kept[BS_MAX_SERVERS] = {0};
 
 	if (pool->setting != NULL && strcmp(pool->setting, servers) == 0)
@@ -87,6 +90,7 @@ pool_set_servers(BsPool *pool, const char *servers)
 			conns[i] = pool->conns[old];
 			retry_at[i] = pool->retry_at[old];
 			down_ms[i] = pool->down_ms[old];
+			up_at[i] = pool->up_at[old];
 			kept[old] = true;
 		}
 		else
@@ -95,6 +99,7 @@ pool_set_servers(BsPool *pool, const char *servers)
 			bs_init(conns[i], names[i], pool->mcxt);
 			retry_at[i] = 0;
 			down_ms[i] = 0;
+			up_at[i] = 0;
 		}
 	}
 	for (int i = 0; i < pool->n; i++)
@@ -110,6 +115,7 @@ pool_set_servers(BsPool *pool, const char *servers)
 		pool->conns[i] = conns[i];
 		pool->retry_at[i] = retry_at[i];
 		pool->down_ms[i] = down_ms[i];
+		pool->up_at[i] = up_at[i];
 		pool->seed[i] = hash_bytes_extended((const unsigned char *) names[i],
 											strlen(names[i]), 0);
 	}
@@ -234,6 +240,12 @@ pool_mark_down(BsPool *pool, int i, const char *why)
 {
 	bool		was_up = pool->retry_at[i] == 0;
 
+	/*
+	 * The wait starts over after a minute of service; a server that fails
+	 * again soon after it answered (half working) keeps doubling it.
+	 */
+	if (was_up && TimestampDifferenceExceeds(pool->up_at[i], GetCurrentTimestamp(), UP_RESET_MS))
+		pool->down_ms[i] = 0;
 	pool->down_ms[i] = pool->down_ms[i] == 0 ? DOWN_FIRST_MS :
 		Min(pool->down_ms[i] * 2, DOWN_MAX_MS);
 	pool->retry_at[i] = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pool->down_ms[i]);
@@ -254,7 +266,7 @@ pool_mark_up(BsPool *pool, int i)
 	if (pool->retry_at[i] == 0)
 		return;
 	pool->retry_at[i] = 0;
-	pool->down_ms[i] = 0;
+	pool->up_at[i] = GetCurrentTimestamp();
 	ereport(LOG,
 			(errmsg("jobq%s%s: beanstalkd at %s answers again",
 					pool->who ? " " : "", pool->who ? pool->who : "",

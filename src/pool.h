@@ -24,6 +24,7 @@ typedef struct BsPool
 	uint64		seed[BS_MAX_SERVERS];	/* a hash of the server's name */
 	TimestampTz retry_at[BS_MAX_SERVERS];	/* down until then; 0: up */
 	int			down_ms[BS_MAX_SERVERS];	/* the last wait, doubled each time */
+	TimestampTz up_at[BS_MAX_SERVERS];	/* marked up then */
 	char		last_error[256];	/* of the last request that failed, for messages */
 } BsPool;
 

@@ -5,11 +5,13 @@
  * One batch is one transaction: delete the oldest rows of jobq.outbox_packs
  * (each the jobs of one write of a producer, see outbox.c), up to
  * BATCH_SIZE jobs and BATCH_BYTES (at least one row, so a big pack still
- * goes, alone), RETURNING them; send their jobs as pipelined puts in one
- * write, read every reply, and commit only once beanstalkd has answered for
- * each.  Before ALTER EXTENSION jobq UPDATE to 1.2 the rows are those of the
- * 1.1 table jobq.outbox, one per job.  If
- * beanstalkd is unreachable the transaction aborts, the rows are back, and
+ * goes, alone), RETURNING them; place each job on a server of jobq.servers
+ * (pool.c), send every server its jobs as pipelined puts in one write, read
+ * every reply, and commit only once a server has answered for each (a
+ * server that fails part way: its unanswered jobs go to their next choice,
+ * in the same transaction).  Before ALTER EXTENSION jobq UPDATE to 1.2 the rows are those of the
+ * 1.1 table jobq.outbox, one per job.  If no
+ * server takes the jobs the transaction aborts, the rows are back, and
  * the relay retries with back-off, logging once per outage.  A row that the
  * server refuses for good (JOB_TOO_BIG) goes to jobq.failed in the same
  * transaction instead of blocking the queue.
@@ -333,9 +335,10 @@ take_batch(int *n)
 				max *= 2;
 				rows = repalloc(rows, sizeof(OutboxRow) * max);
 			}
+			/* a row's placement and state start blank (repalloc does not zero) */
+			memset(&rows[*n], 0, sizeof(OutboxRow));
 			if ((rc = pack_read(&reader, &rows[*n].job, &error)) <= 0)
 				break;
-			rows[*n].refused = NULL;
 			(*n)++;
 		}
 		if (rc < 0)

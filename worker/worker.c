@@ -4,16 +4,23 @@
  *		transaction (each in a subtransaction of its own, job_run.c), commit,
  *		then delete, release or bury all of them in one write.
  *
- * Order of events for one batch:
- *	1. reserve (with a 1 s timeout, so registry changes and SIGHUP are seen)
- *	2. in one pipelined write: stats-job of that job (its tube, ttr, reserve
- *	   count) and up to jobq.batch_size - 1 "reserve-with-timeout 0", which
- *	   answer at once: an idle queue gives a batch of one, without waiting
- *	3. in one more pipelined write: stats-job of the other jobs
+ * The worker keeps a connection to every server of jobq.servers (pool.c),
+ * each watching the tubes that have handlers.  Order of events for one
+ * batch:
+ *	1. reserve (with a 1 s timeout, so registry changes and SIGHUP are seen):
+ *	   from the first server with a job ready, or, when none has one, from
+ *	   whichever answers first a reserve sent to all (reserve_first)
+ *	2. in one pipelined write to that server: stats-job of that job (its
+ *	   tube, ttr, reserve count) and up to jobq.batch_size - 1
+ *	   "reserve-with-timeout 0", which answer at once: an idle queue gives a
+ *	   batch of one, without waiting
+ *	3. in one more pipelined write per server: stats-job of the other jobs
+ *	   (a batch may hold jobs of several servers; each job is touched,
+ *	   deleted, released or buried on its own)
  *	4. one transaction runs the batch's jobs in order (job_run.c), with every
  *	   job of the batch touched each half of the shortest ttr among them, so
  *	   none is given to another worker while the ones before it run
- *	5. commit, then one pipelined write: delete each job that ran, release
+ *	5. commit, then one pipelined write per server: delete each job that ran, release
  *	   with back-off one that failed, bury one that failed for the last time;
  *	   when the batch came back full, the same write reserves the next batch
  *	   (steps 1 and 2 are then skipped: under load a batch costs the round
@@ -52,7 +59,7 @@
 #define RESERVE_TIMEOUT_S	1
 #define REFRESH_TUBES_MS	1000
 #define ROTATE_AFTER		4	/* full batches from one server before looking at the others */
-#define LATE_GRACE_US		500 /* for the jobs that came with the first, see reserve_late */
+#define LATE_GRACE_US		300 /* for the jobs that came with the first, see reserve_late */
 #define AVG_WEIGHT			0.2 /* of the last batch in the running average */
 
 int			jobq_batch_size = JOBQ_DEFAULT_BATCH_SIZE;
@@ -178,6 +185,12 @@ sync_watch(BeanstalkConn *c, int i)
 		}
 	}
 	MemoryContextSwitchTo(ctx);
+}
+
+static void
+sync_watch_call(BeanstalkConn *c, void *arg)
+{
+	sync_watch(c, *(int *) arg);
 }
 
 /* close every connection: nothing reserved, nothing watched */
@@ -374,6 +387,7 @@ reserve_first(BatchJob *jobs)
 	int			n = 0;
 	TimestampTz deadline;
 
+	still_waiting = 0;
 	for (int k = 0; pool.n > 1 && k < pool.n; k++)
 	{
 		int			i = (next_server + k) % pool.n;
@@ -427,6 +441,7 @@ reserve_first(BatchJob *jobs)
 			bs_close(pool.conns[j]);
 			pool_mark_down(&pool, j, "no reply to reserve-with-timeout in time");
 		}
+		return 0;
 	}
 	still_waiting = sent;
 	return n;
@@ -435,14 +450,14 @@ reserve_first(BatchJob *jobs)
 /*
  * The blocking reserves still waiting after the first job came: a job that
  * came with it on another server (the relay puts to every server in one
- * go) is on its way; take what comes within LATE_GRACE_US of the first,
- * into jobs[n..], then close the connections still waiting (see
+ * go) is on its way; take what comes within LATE_GRACE_US more, into
+ * jobs[n..], then close the connections still waiting (see
  * reserve_first).  Returns the new n.
  */
 static int
-reserve_late(BatchJob *jobs, int n, TimestampTz first_at)
+reserve_late(BatchJob *jobs, int n)
 {
-	TimestampTz until = first_at + LATE_GRACE_US;
+	TimestampTz until = GetCurrentTimestamp() + LATE_GRACE_US;
 
 	while (still_waiting != 0)
 	{
@@ -482,13 +497,11 @@ reserve_batch(BatchJob **jobs, int want)
 	int			first;
 	int			more;
 	int			n;
-	TimestampTz first_at;
 
 	*jobs = palloc0(sizeof(BatchJob) * (want + pool.n));
 	first = reserve_first(*jobs);
 	if (first == 0)
 		return 0;
-	first_at = GetCurrentTimestamp();
 	conn = pool.conns[cur];
 	more = Max(want - first, 0);
 	busy_server = cur;
@@ -499,7 +512,7 @@ reserve_batch(BatchJob **jobs, int want)
 	bs_flush(conn);
 	read_facts(&(*jobs)[0]);
 	n = first + read_reserved(*jobs + first, more, cur);
-	n = reserve_late(*jobs, n, first_at);
+	n = reserve_late(*jobs, n);
 	read_stats(*jobs, 1, n);
 	return n;
 }
@@ -532,93 +545,104 @@ settle_of(const BatchJob *bj)
  * batch ("reserve-with-timeout 0": those that are ready now), into
  * next_jobs.
  */
-static void
-settle_jobs(BatchJob *jobs, int n, int prefetch)
+typedef struct ServerSettle
 {
-	uint32		used = servers_of(jobs, 0, n) | (prefetch > 0 ? 1U << cur : 0);
+	BatchJob   *jobs;
+	int			n;
+	int			server;
+	int			prefetch;		/* reserves for the next batch (on cur only) */
+} ServerSettle;
+
+/* step 5 on one server: its jobs of jobs[0..n), and the prefetch on cur */
+static void
+settle_on_server(BeanstalkConn *c, void *arg)
+{
+	ServerSettle *ss = (ServerSettle *) arg;
+	BatchJob   *jobs = ss->jobs;
 
 	/* the replies to the touches come first */
-	for (int s = 0; s < pool.n; s++)
+	bs_drain_pending(c);
+	bs_pipeline_begin(c);
+	for (int i = 0; i < ss->n; i++)
 	{
-		BeanstalkConn *c = pool.conns[s];
+		BatchJob   *bj = &jobs[i];
 
-		busy_server = s;
-		if (bs_connected(c) && (c->pending > 0 || c->touch_rem > 0))
-			bs_drain_pending(c);
-	}
-	for (int s = 0; s < pool.n; s++)
-	{
-		BeanstalkConn *c = pool.conns[s];
-
-		if (!(used & (1U << s)))
+		if (bj->gone || bj->server != ss->server)
 			continue;
-		busy_server = s;
-		bs_pipeline_begin(c);
-		for (int i = 0; i < n; i++)
+		switch (settle_of(bj))
 		{
-			BatchJob   *bj = &jobs[i];
-
-			if (bj->gone || bj->server != s)
-				continue;
-			switch (settle_of(bj))
-			{
-				case BS_SETTLE_DELETE:
-					bs_queue_delete(c, bj->job.id);
-					break;
-				case BS_SETTLE_BURY:
-					bs_queue_bury(c, bj->job.id, bj->facts.priority);
-					break;
-				case BS_SETTLE_RELEASE:
-					bs_queue_release(c, bj->job.id, bj->facts.priority,
-									 retry_delay_s(bj->out.backoff_ms, bj->facts.failures + 1));
-					break;
-			}
-		}
-		if (s == cur)
-			for (int i = 0; i < prefetch; i++)
-				bs_queue_reserve(c, 0);
-		if (bs_pipeline_pending(c))
-			bs_flush(c);
-	}
-	for (int s = 0; s < pool.n; s++)
-	{
-		BeanstalkConn *c = pool.conns[s];
-
-		if (!(used & (1U << s)))
-			continue;
-		busy_server = s;
-		for (int i = 0; i < n; i++)
-		{
-			BatchJob   *bj = &jobs[i];
-
-			if (bj->gone || bj->server != s)
-				continue;
-			(void) bs_read_settle_reply(c, settle_of(bj));
-			if (bj->out.ok)
-				slot_count(my_slot, true, NULL);
-			else if (bj->final_failure)
-			{
-				slot_count(my_slot, false, bj->out.message);
-				ereport(LOG,
-						(errmsg("jobq: job " UINT64_FORMAT " of beanstalkd at %s buried after %d attempt(s): %s",
-								bj->job.id, c->server, bj->facts.attempt, bj->out.message)));
-			}
-			else
-				slot_note_error(my_slot, bj->out.message);
+			case BS_SETTLE_DELETE:
+				bs_queue_delete(c, bj->job.id);
+				break;
+			case BS_SETTLE_BURY:
+				bs_queue_bury(c, bj->job.id, bj->facts.priority);
+				break;
+			case BS_SETTLE_RELEASE:
+				bs_queue_release(c, bj->job.id, bj->facts.priority,
+								 retry_delay_s(bj->out.backoff_ms, bj->facts.failures + 1));
+				break;
 		}
 	}
-	if (prefetch > 0)
+	for (int i = 0; i < ss->prefetch; i++)
+		bs_queue_reserve(c, 0);
+	if (!bs_pipeline_pending(c))
+		return;
+	bs_flush(c);
+	for (int i = 0; i < ss->n; i++)
+	{
+		BatchJob   *bj = &jobs[i];
+
+		if (bj->gone || bj->server != ss->server)
+			continue;
+		(void) bs_read_settle_reply(c, settle_of(bj));
+		if (bj->out.ok)
+			slot_count(my_slot, true, NULL);
+		else if (bj->final_failure)
+		{
+			slot_count(my_slot, false, bj->out.message);
+			ereport(LOG,
+					(errmsg("jobq: job " UINT64_FORMAT " of beanstalkd at %s buried after %d attempt(s): %s",
+							bj->job.id, c->server, bj->facts.attempt, bj->out.message)));
+		}
+		else
+			slot_note_error(my_slot, bj->out.message);
+	}
+	if (ss->prefetch > 0)
 	{
 		MemoryContext next = batch_cxt[1 - batch_cur];
 		MemoryContext old;
 
 		MemoryContextReset(next);
 		old = MemoryContextSwitchTo(next);
-		next_jobs = palloc0(sizeof(BatchJob) * prefetch);
-		next_n = read_reserved(next_jobs, prefetch, cur);
-		next_from = cur;
-		next_conn_generation = pool.conns[cur]->generation;
+		next_jobs = palloc0(sizeof(BatchJob) * ss->prefetch);
+		next_n = read_reserved(next_jobs, ss->prefetch, ss->server);
+		next_from = ss->server;
+		next_conn_generation = c->generation;
 		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * Step 5, each server in turn.  A server that fails here is marked down
+ * and its connection closed, which gives its jobs back: those that ran are
+ * dropped as done when they come again (jobq.done), those that failed run
+ * again without their back-off.  The other servers' jobs are settled.
+ */
+static void
+settle_jobs(BatchJob *jobs, int n, int prefetch)
+{
+	uint32		used = servers_of(jobs, 0, n) | (prefetch > 0 ? 1U << cur : 0);
+
+	for (int s = 0; s < pool.n; s++)
+	{
+		BeanstalkConn *c = pool.conns[s];
+		ServerSettle ss = {jobs, n, s, s == cur ? prefetch : 0};
+
+		/* a server with nothing to settle may still owe touch replies */
+		if (!(used & (1U << s)) && !(bs_connected(c) && (c->pending > 0 || c->touch_rem > 0)))
+			continue;
+		if (!pool_call(&pool, s, settle_on_server, &ss) && s == cur)
+			next_n = 0;
 	}
 }
 
@@ -649,6 +673,7 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 	if (min_ttr_ms == PG_UINT64_MAX)
 		min_ttr_ms = 1000;
 
+	busy_server = -1;			/* a touch's failure names no server here */
 	job_touch_start(jobs, n);
 	while (i < n)
 	{
@@ -700,11 +725,15 @@ worker_iteration(void)
 	int			n;
 	int			prefetch;
 
+	busy_server = -1;
 	if (pool_set_servers(&pool, jobq_servers))
 	{
 		close_all();
 		cur = -1;
 		next_server = 0;
+		/* indexes now name other connections, whose generations mean nothing here */
+		for (int s = 0; s < BS_MAX_SERVERS; s++)
+			watched_generation[s] = 0;
 	}
 	if (tubes == NIL ||
 		TimestampDifferenceExceeds(tubes_refreshed, GetCurrentTimestamp(), REFRESH_TUBES_MS))
@@ -719,6 +748,13 @@ worker_iteration(void)
 			ResetLatch(MyLatch);
 			return;
 		}
+		/*
+		 * Open connections watch the new set now: under load, batches may
+		 * come from prefetches only, which do not look at it.
+		 */
+		for (int s = 0; s < pool.n; s++)
+			if (bs_connected(pool.conns[s]))
+				(void) pool_call(&pool, s, sync_watch_call, &s);
 	}
 	want = batch_want();
 	/* a connection closed or opened since gave them back */
