@@ -45,7 +45,7 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(srcdir)/jobq.
 DATA = sql/jobq--1.0.sql sql/jobq--1.0--1.1.sql sql/jobq--1.1--1.2.sql sql/jobq--1.2--1.3.sql
 PGFILEDESC = "jobq - beanstalkd job queue for PostgreSQL"
 
-REGRESS = setup put_now admin workers dispatch outbox trigger security
+REGRESS = setup put_now admin workers dispatch outbox trigger security pool
 REGRESS_OPTS = --use-existing
 
 SHLIB_LINK += -ljansson
