@@ -13,9 +13,13 @@
 #   5 trigger    INSERT with the jobq_enqueue row trigger vs without
 #   6 memory     RSS of every jobq process before/after many jobs
 #   7 pgbench    one jobq_put per transaction vs one plain INSERT, 1 and 8 clients
+#   8 pool       jobq.servers with 1 and then 3 beanstalkd (two more started
+#                on free ports above BSPORT): workers' no-op throughput on a
+#                backlog, enqueue-to-handler latency, how the jobs spread
 # Verdicts are informational: exit status is 0 unless something broke.
 # --quick runs the same with small N (a CI smoke run, well under 2 minutes);
-# BENCH_SECTIONS="2" runs only the sections listed.
+# BENCH_SECTIONS="2" runs only the sections listed.  BENCH_NO_BUILD=1 uses
+# the jobq already installed (no make clean / make install of the tree).
 
 QUICK=0
 case "${1:-}" in
@@ -30,9 +34,11 @@ source "$(dirname "$0")/../scripts/env.sh"
 if [ $QUICK = 1 ]; then
     N_PUT=2000 N_WORK=2000 N_OB=2000 N_LAT=100 LAT_WARM=10 N_TRG=2000
     N_MEM=20000 MEM_WARM=2000 MEM_BATCH=2000 PGB_SECS=2
+    N_POOL=2000 POOL_ROUNDS=1 N_POOL_LAT=50 POOL_LAT_WARM=5
 else
     N_PUT=100000 N_WORK=50000 N_OB=100000 N_LAT=1000 LAT_WARM=50 N_TRG=100000
     N_MEM=200000 MEM_WARM=10000 MEM_BATCH=10000 PGB_SECS=8
+    N_POOL=50000 POOL_ROUNDS=3 N_POOL_LAT=1000 POOL_LAT_WARM=50
 fi
 
 BENCH_START=$(date +%s.%N)
@@ -54,7 +60,11 @@ on_exit() {
 trap on_exit EXIT
 
 need_packages libpq-dev
-build_install
+if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
+    say "using the jobq already installed (BENCH_NO_BUILD=1)"
+else
+    build_install
+fi
 make -C "$JOBQ_ROOT/bench" -s PG_CONFIG="$PG_CONFIG"
 ensure_user
 make_workdir
@@ -105,7 +115,7 @@ echo "$CONFIG"
 # ---- reporting ----------------------------------------------------------
 
 # BENCH_SECTIONS="2 4" runs only those sections (all by default)
-want() { [[ " ${BENCH_SECTIONS:-1 2 3 4 5 6 7} " == *" $1 "* ]]; }
+want() { [[ " ${BENCH_SECTIONS:-1 2 3 4 5 6 7 8} " == *" $1 "* ]]; }
 
 REPORT=()
 hdr=$(printf '%-34s %16s %16s %7s %9s  %s' measurement jobq "raw beanstalkd" ratio target verdict)
@@ -473,6 +483,313 @@ sql -c "SELECT bench_wait_ready('bench_pgb', $sent, 300)" >/dev/null
 must "SELECT ready FROM jobq_tubes() WHERE tube = 'bench_pgb'" "$sent"
 note "$PGB_SECS s per run, -j 2; 'raw' column: the same transaction inserting one row into a bigserial table;"
 note "all $sent jobs were in beanstalkd at the end"
+fi
+
+# ---- 8. pool ------------------------------------------------------------
+
+if want 8; then
+
+say "8. pool: jobq.servers with 1, then 3 beanstalkd: $N_POOL no-op jobs through 2 workers ($POOL_ROUNDS rounds each), enqueue-to-handler latency"
+POOL_LOG_FROM=$(($(stat -c %s "$WORKDIR/postgres.log") + 1))
+POOL_T0=$(sql -c "SELECT now()")
+# the two more beanstalkd: on free ports above BSPORT, with a binlog like the first
+POOL_PORTS=() POOL_PIDS=()
+start_pool_bs() {
+    local p=$((BSPORT + 1)) pid
+    for _ in $(seq 20); do
+        while [ "$p" = "$PGPORT" ] || [[ " ${POOL_PORTS[*]} " == *" $p "* ]] ||
+              ss -ltnH "sport = :$p" | grep -q .; do
+            p=$((p + 1))
+        done
+        mkdir -p "$WORKDIR/binlog-$p"
+        chown "$JOBQ_USER" "$WORKDIR/binlog-$p"
+        "${AS_USER[@]}" beanstalkd -l 127.0.0.1 -p "$p" -b "$WORKDIR/binlog-$p" &
+        pid=$!
+        PIDS+=("$pid")
+        # listening, and it is ours (not someone else's server on a port just taken)
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            if ss -ltnpH "sport = :$p" | grep -q "pid=$pid,"; then
+                POOL_PORTS+=("$p") POOL_PIDS+=("$pid")
+                return 0
+            fi
+            sleep 0.1
+        done
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        drop_pids "$pid"
+        p=$((p + 1))
+    done
+    echo "could not start a beanstalkd on a free port above $BSPORT" >&2
+    exit 1
+}
+# drop_pids PID...: off the list of PIDs env.sh's cleanup stops
+drop_pids() {
+    local pid keep=()
+    for pid in "${PIDS[@]}"; do
+        [[ " $* " == *" $pid "* ]] || keep+=("$pid")
+    done
+    PIDS=("${keep[@]}")
+}
+# stops them by PID
+stop_pool_bs() {
+    local pid
+    for pid in "${POOL_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${POOL_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    drop_pids "${POOL_PIDS[@]}"
+    POOL_PIDS=()
+}
+start_pool_bs
+start_pool_bs
+POOL_ONE="127.0.0.1:$BSPORT"
+POOL_THREE="127.0.0.1:$BSPORT,127.0.0.1:${POOL_PORTS[0]},127.0.0.1:${POOL_PORTS[1]}"
+echo "  beanstalkd on 127.0.0.1:$BSPORT (the bench's), ${POOL_PORTS[0]} and ${POOL_PORTS[1]} (pids ${POOL_PIDS[*]})"
+
+# bs_field PORT COMMAND FIELD -> FIELD of the YAML that COMMAND ("stats",
+# "stats-tube T") answers on that server, over a raw connection; 0 when the
+# tube does not exist there
+bs_field() {
+    local fd line body
+    exec {fd}<>"/dev/tcp/127.0.0.1/$1"
+    printf '%s\r\n' "$2" >&"$fd"
+    IFS= read -r -t 5 line <&"$fd" || line="(no reply)"
+    line=${line%$'\r'}
+    case $line in
+        "OK "*)
+            IFS= read -r -t 5 -N $((${line#OK } + 2)) body <&"$fd"
+            awk -v f="$3:" '$1 == f { print $2 }' <<<"$body" ;;
+        NOT_FOUND) echo 0 ;;
+        *) echo "\"$2\" on port $1: $line" >&2; exec {fd}>&-; exit 1 ;;
+    esac
+    exec {fd}>&-
+}
+
+sql <<'SQL'
+CREATE FUNCTION bench_pool_noop(i int) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+SELECT jobq_register('bench_pool_noop', 'bench_pool_noop') \gset
+CREATE TABLE bench_pool_lat_sent (run int, i int, at timestamptz, PRIMARY KEY (run, i));
+CREATE TABLE bench_pool_lat_ran (run int, i int, at timestamptz, PRIMARY KEY (run, i));
+CREATE FUNCTION bench_pool_lat_h(run int, i int) RETURNS void LANGUAGE sql
+    AS $$ INSERT INTO public.bench_pool_lat_ran VALUES (run, i, clock_timestamp()) $$;
+SELECT jobq_register('bench_pool_lat', 'bench_pool_lat_h') \gset
+-- section 4's method: commit one job at a time, stamp the moment before its
+-- COMMIT, wait for the handler's row, let the workers go idle again
+CREATE PROCEDURE bench_pool_enqueue_to_handler(p_run int, n int) LANGUAGE plpgsql AS $$
+BEGIN
+    FOR k IN 1 .. n LOOP
+        PERFORM jobq_put('bench_pool_lat', 'bench_pool_lat_h', jsonb_build_object('run', p_run, 'i', k));
+        INSERT INTO bench_pool_lat_sent VALUES (p_run, k, clock_timestamp());
+        COMMIT;
+        FOR w IN 1 .. 50000 LOOP
+            EXIT WHEN EXISTS (SELECT FROM bench_pool_lat_ran r WHERE r.run = p_run AND r.i = k);
+            PERFORM pg_sleep(0.0002);
+        END LOOP;
+        PERFORM pg_sleep(0.002);    -- the workers are idle again
+    END LOOP;
+END $$;
+-- epoch seconds at which tube t has nothing ready, reserved or delayed
+CREATE FUNCTION bench_pool_wait_settled(t text, secs int) RETURNS float8
+LANGUAGE plpgsql AS $$
+DECLARE left_ bigint;
+BEGIN
+    FOR i IN 1 .. secs * 200 LOOP
+        SELECT ready + reserved + delayed INTO left_ FROM jobq_tubes() WHERE tube = t;
+        IF left_ = 0 THEN RETURN extract(epoch FROM clock_timestamp()); END IF;
+        PERFORM pg_sleep(0.005);
+    END LOOP;
+    RAISE EXCEPTION 'tube % has % jobs left after % s', t, left_, secs;
+END $$;
+SQL
+POOL_WORKERS=$(sql -c "SELECT count(*) FROM jobq.workers WHERE kind = 'worker'")
+
+# use_servers N: jobq.servers = 1 or 3 servers (ALTER SYSTEM, reload), then
+# waits until every worker watches both tubes on each of them, and (for 1)
+# no longer on the other two
+use_servers() {
+    local want ok=0 p t
+    want=$([ "$1" = 1 ] && echo "$POOL_ONE" || echo "$POOL_THREE")
+    sql -c "ALTER SYSTEM SET jobq.servers = '$want'"
+    sql -c "SELECT pg_reload_conf()" >/dev/null
+    for _ in $(seq 150); do
+        if [ "$(sql -c 'SHOW jobq.servers')" = "$want" ] &&
+           [ "$(sql -c "SELECT count(*) FROM jobq_server_tubes()
+                         WHERE tube IN ('bench_pool_noop', 'bench_pool_lat')
+                           AND watching >= $POOL_WORKERS")" = $((2 * $1)) ]; then
+            ok=1
+            if [ "$1" = 1 ]; then
+                for p in "${POOL_PORTS[@]}"; do
+                    for t in bench_pool_noop bench_pool_lat; do
+                        [ "$(bs_field "$p" "stats-tube $t" current-watching)" = 0 ] || ok=0
+                    done
+                done
+            fi
+            [ $ok = 1 ] && break
+        fi
+        sleep 0.1
+    done
+    if [ $ok != 1 ]; then
+        echo "the workers did not all watch the tubes on jobq.servers = '$want' within 15 s" >&2
+        sql -c "SELECT * FROM jobq_server_tubes() WHERE tube LIKE 'bench_pool%'" >&2
+        sql -c "SELECT * FROM jobq.workers" >&2
+        exit 1
+    fi
+    must "SELECT count(*) FROM jobq.workers WHERE state = 'starting'" 0
+    sleep 0.5    # the relay re-reads it at once (the reload wakes it): a margin
+}
+# server_totals TUBE -> "server total-jobs" lines
+server_totals() { sql -F ' ' -c "SELECT server, total FROM jobq_server_tubes() WHERE tube = '$1' ORDER BY server"; }
+declare -A SPREAD_THR SPREAD_LAT
+# add_spread ARRAY BEFORE AFTER: adds each server's new jobs to ARRAY
+add_spread() {
+    local -n acc=$1
+    local s n
+    while read -r s n; do
+        acc[$s]=$(( ${acc[$s]:-0} + n ))
+    done < <(awk 'NR == FNR { b[$1] = $2; next } { print $1, $2 - b[$1] }' <(echo "$2") <(echo "$3"))
+}
+# spread_line ARRAY -> "server jobs (share), ..."
+spread_line() {
+    local -n acc=$1
+    local s tot=0 out=""
+    for s in "${!acc[@]}"; do tot=$((tot + acc[$s])); done
+    for s in $(printf '%s\n' "${!acc[@]}" | sort); do
+        out+="${out:+, }$s ${acc[$s]} ($(awk -v a="${acc[$s]}" -v b="$tot" 'BEGIN { printf "%.1f%%", (b > 0) ? 100 * a / b : 0 }'))"
+    done
+    echo "$out"
+}
+# worker_done -> jobs the workers have run (since they started)
+worker_done() { sql -c "SELECT coalesce(sum(succeeded), 0) FROM jobq.workers WHERE kind = 'worker'"; }
+# pool_round N: ROUND_SECS = seconds from un-pausing N_POOL ready jobs until
+# all settled (N servers configured); with 3, adds how they spread to
+# SPREAD_THR (not in a subshell, for that)
+pool_round() {
+    local paused before done0 secs c0
+    paused=$(sql -c "SELECT jobq_pause_tube('bench_pool_noop', '1 hour')")
+    if [ "$paused" != t ]; then echo "pause-tube bench_pool_noop did not answer PAUSED" >&2; exit 1; fi
+    must "SELECT count(*) FROM jobq_server_tubes() WHERE tube = 'bench_pool_noop' AND pause > '0'" "$1"
+    before=$(server_totals bench_pool_noop)
+    done0=$(worker_done)
+    sql -c "SELECT count(jobq_put('bench_pool_noop', 'bench_pool_noop', jsonb_build_object('i', i))) FROM generate_series(1, $N_POOL) i" >/dev/null
+    sql -c "SELECT bench_wait_ready('bench_pool_noop', $N_POOL, 300)" >/dev/null
+    must "SELECT ready FROM jobq_tubes() WHERE tube = 'bench_pool_noop'" "$N_POOL"
+    must "SELECT count(*) FROM jobq.outbox" 0
+    c0=$(conns_opened)
+    secs=$(sql <<SQL
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+SELECT jobq_pause_tube('bench_pool_noop', '0') \gset
+SELECT bench_pool_wait_settled('bench_pool_noop', 900) - :t0;
+SQL
+)
+    # less conns_opened's own 3 and the session's one to each server
+    ROUND_CONNS=$(($(conns_opened) - c0 - 3 - $1))
+    must "SELECT buried FROM jobq_tubes() WHERE tube = 'bench_pool_noop'" 0
+    # every job ran once (the count follows the deletes' replies: a moment)
+    for _ in $(seq 50); do [ "$(worker_done)" -ge $((done0 + N_POOL)) ] && break; sleep 0.05; done
+    must "SELECT coalesce(sum(succeeded), 0) - $done0 FROM jobq.workers WHERE kind = 'worker'" "$N_POOL"
+    [ "$1" = 3 ] && add_spread SPREAD_THR "$before" "$(server_totals bench_pool_noop)"
+    ROUND_SECS=$secs
+}
+# lat_run N: LAT = "p50 p90 p99 max" (ms) of a latency run with N servers;
+# with 3, adds how the jobs spread to SPREAD_LAT
+lat_run() {
+    local before c0
+    before=$(server_totals bench_pool_lat)
+    c0=$(conns_opened)
+    sql -c "CALL bench_pool_enqueue_to_handler($1, $((N_POOL_LAT + POOL_LAT_WARM)))"
+    LAT_CONNS=$(($(conns_opened) - c0 - 3))     # less conns_opened's own
+    must "SELECT count(*) FROM bench_pool_lat_ran WHERE run = $1" $((N_POOL_LAT + POOL_LAT_WARM))
+    [ "$1" = 3 ] && add_spread SPREAD_LAT "$before" "$(server_totals bench_pool_lat)"
+    LAT=$(sql -F ' ' -c "
+SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+       round(percentile_cont(0.9) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+       round(max(ms)::numeric, 2)
+  FROM (SELECT extract(epoch FROM r.at - s.at) * 1000 AS ms
+          FROM bench_pool_lat_sent s JOIN bench_pool_lat_ran r USING (run, i)
+         WHERE run = $1 AND i > $POOL_LAT_WARM) t")
+}
+# conns_opened -> connections accepted so far by the three beanstalkd
+conns_opened() {
+    local p tot=0
+    for p in "$BSPORT" "${POOL_PORTS[@]}"; do
+        tot=$((tot + $(bs_field "$p" stats total-connections)))
+    done
+    echo "$tot"
+}
+# pool_phase N: with N servers, POOL_ROUNDS throughput rounds (bs_raw before
+# each), then the latency run; sets RATES, RAWS, LAT, and CONNS_THR and
+# CONNS_LAT: connections the relay and the workers opened during the timed
+# parts (a worker closes the reserves left waiting on the other servers
+# when one of them gives it a job).  All rounds with 1 server, then all
+# with 3: one switch each way (a worker switched back to servers it had
+# before once skipped watching the tubes there; use_servers fails on that).
+pool_phase() {
+    RATES=() RAWS=() CONNS_THR=0
+    use_servers "$1"
+    for _ in $(seq "$POOL_ROUNDS"); do
+        raw pput "$N_POOL" bench-raw-pool >/dev/null
+        raw preserve "$N_POOL" bench-raw-pool
+        RAWS+=("$RAW_RATE")
+        pool_round "$1"
+        RATES+=("$(rate "$N_POOL" "$ROUND_SECS")")
+        CONNS_THR=$((CONNS_THR + ROUND_CONNS))
+    done
+    lat_run "$1"
+    CONNS_LAT=$LAT_CONNS
+}
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+pool_phase 1
+rates1=("${RATES[@]}") raws1=("${RAWS[@]}") conns1_thr=$CONNS_THR conns1_lat=$CONNS_LAT
+read -r l1_50 l1_90 l1_99 l1_max <<<"$LAT"
+pool_phase 3
+rates3=("${RATES[@]}") raws3=("${RAWS[@]}") conns3_thr=$CONNS_THR conns3_lat=$CONNS_LAT
+read -r l3_50 l3_90 l3_99 l3_max <<<"$LAT"
+
+# raw, the three servers at once: one bs_raw preserve on each, in parallel
+for p in "$BSPORT" "${POOL_PORTS[@]}"; do
+    "$BS_RAW" 127.0.0.1 "$p" pput $((N_POOL / 3)) bench-raw-pool >/dev/null
+done
+raw3_t0=$(date +%s.%N) raw3_pids=()
+for p in "$BSPORT" "${POOL_PORTS[@]}"; do
+    "$BS_RAW" 127.0.0.1 "$p" preserve $((N_POOL / 3)) bench-raw-pool >/dev/null &
+    raw3_pids+=($!)
+done
+for pid in "${raw3_pids[@]}"; do wait "$pid"; done
+RAW3_RATE=$(rate $((3 * (N_POOL / 3))) "$(awk -v a="$raw3_t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')")
+
+# back to the configuration file's jobq.servers, then stop the two
+sql -c "ALTER SYSTEM RESET jobq.servers"
+sql -c "SELECT pg_reload_conf()" >/dev/null
+for _ in $(seq 50); do [ "$(sql -c 'SHOW jobq.servers')" = "$POOL_ONE" ] && break; sleep 0.1; done
+stop_pool_bs
+
+r1=$(median "${rates1[@]}") r3=$(median "${rates3[@]}")
+w1=$(median "${raws1[@]}") w3=$(median "${raws3[@]}")
+emit "8 pool 1 server, no-op j/s" "$r1" "$w1" "$(ratio "$r1" "$w1")" "-" "(info)"
+emit "8 pool 3 servers, no-op j/s" "$r3" "$w3" "$(ratio "$r3" "$w3")" "-" "(info)"
+emit "8 ... 3 servers / 1 server" "$(ratio "$r3" "$r1")" "-" "-" "-" "(info)"
+note "$POOL_ROUNDS round(s) of $N_POOL jobs with each (medians above; all 1-server rounds, then all 3-server ones),"
+note "put with jobq_put while the tube was paused on every server, 2 workers; raw: bs_raw preserve on the bench's beanstalkd before each round"
+note "1 server: $(echo "${rates1[*]}" | sed 's/ /, /g') j/s, raw $(echo "${raws1[*]}" | sed 's/ /, /g') j/s"
+note "3 servers: $(echo "${rates3[*]}" | sed 's/ /, /g') j/s, raw $(echo "${raws3[*]}" | sed 's/ /, /g') j/s; raw on the three at once (a bs_raw each) $RAW3_RATE j/s"
+note "3 servers, where the jobs went (total-jobs of the tube): $(spread_line SPREAD_THR)"
+emit "8 enq-to-handler p50 ms, 1 server" "$l1_50" "-" "-" "< 1 ms" "$(verdict "$l1_50" "<" 1)"
+emit "8 enq-to-handler p50 ms, 3 srvs" "$l3_50" "-" "-" "< 1 ms" "$(verdict "$l3_50" "<" 1)"
+emit "8 enq-to-handler p99 ms, 1 server" "$l1_99" "-" "-" "< 3 ms" "$(verdict "$l1_99" "<" 3)"
+emit "8 enq-to-handler p99 ms, 3 srvs" "$l3_99" "-" "-" "< 3 ms" "$(verdict "$l3_99" "<" 3)"
+note "enqueue-to-handler (section 4's method), $N_POOL_LAT jobs after $POOL_LAT_WARM: 1 server p90 ${l1_90} ms, max ${l1_max} ms; 3 servers p90 ${l3_90} ms, max ${l3_max} ms"
+note "3 servers, where the latency jobs went: $(spread_line SPREAD_LAT)"
+note "connections the relay and workers opened (beanstalkd total-connections): timed throughput rounds 1 server $conns1_thr, 3 servers $conns3_thr;"
+note "latency run ($((N_POOL_LAT + POOL_LAT_WARM)) jobs) 1 server $conns1_lat, 3 servers $conns3_lat"
+note "on this $(nproc)-CPU box the three beanstalkd share the cores with PostgreSQL: the point is that three are not slower"
+errs=$(tail -c +"$POOL_LOG_FROM" "$WORKDIR/postgres.log" | grep -cE '(ERROR|WARNING|FATAL|PANIC):' || true)
+werr=$(sql -c "SELECT count(*) FROM jobq.workers WHERE last_error_at >= '$POOL_T0'")
+if [ "$errs" != 0 ] || [ "$werr" != 0 ]; then
+    note "errors during the section: $errs in the PostgreSQL log, $werr jobq process(es) with a last_error (below)"
+    tail -c +"$POOL_LOG_FROM" "$WORKDIR/postgres.log" | grep -E '(ERROR|WARNING|FATAL|PANIC):' | head -20
+    sql -c "SELECT worker, kind, last_error, last_error_at FROM jobq.workers WHERE last_error_at >= '$POOL_T0'"
+fi
 fi
 
 # ---- summary ------------------------------------------------------------
