@@ -132,9 +132,10 @@ ok($on_b > 0, "case 3: $on_b of them on the server to be killed");
 
 # the flow: a transaction per job
 my $producer = bg_psql($node, join('', map {
-	"SELECT jobq_put('t_pool', 'h', '{\"c\": \"flow\", \"k\": $_}');\n"
+	"SELECT jobq_put('t_pool', 'h', '{\"c\": \"flow\", \"k\": $_}');\nSELECT pg_sleep(0.005);\n"
 } 1 .. 400));
-usleep(300_000);
+usleep(500_000);
+ok(bg_running($producer), 'case 3: the flow is under way');
 bs_stop($bs[1], 'KILL');
 ok(bs_refuses($ports[1]), 'case 3: server 2 killed mid-flow');
 ($rc, $out, $err) = query_as($node, undef,
