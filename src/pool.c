@@ -14,7 +14,10 @@
  * draining, or out of memory) is marked down: it gets no jobs for a second,
  * then two, up to ten, and is tried again after that (the next job that
  * hashes to it); the first success marks it up.  A server that fails again
- * within a minute of that keeps its last wait, doubled.  Each process keeps its own
+ * within a minute of that keeps its last wait, doubled.  The marks are
+ * shared (shmem.c): a server one process found down, the others skip
+ * until its wait is over, instead of each paying a failed connect (up to
+ * jobq.connect_timeout for a host that drops packets).  Each process keeps its own
  * marks.  When every server is marked down, all are tried anyway: the
  * caller's own back-off then paces the retries.
  *
@@ -28,6 +31,7 @@
 #include "utils/timestamp.h"
 
 #include "pool.h"
+#include "shmem.h"
 
 #define DOWN_FIRST_MS	1000
 #define DOWN_MAX_MS		10000
@@ -152,11 +156,20 @@ pool_conn_of(BsPool *pool, const char *server)
 	return i >= 0 ? pool->conns[i] : NULL;
 }
 
+/* until when server i is down: by this process's mark, or another's */
+static TimestampTz
+down_until(BsPool *pool, int i)
+{
+	return Max(pool->retry_at[i], shmem_server_retry_at(pool->seed[i]));
+}
+
 /* not marked down, or its wait is over */
 bool
 pool_usable(BsPool *pool, int i)
 {
-	return pool->retry_at[i] == 0 || GetCurrentTimestamp() >= pool->retry_at[i];
+	TimestampTz until = down_until(pool, i);
+
+	return until == 0 || GetCurrentTimestamp() >= until;
 }
 
 bool
@@ -177,9 +190,11 @@ pool_next_retry_ms(BsPool *pool)
 
 	for (int i = 0; i < pool->n; i++)
 	{
-		if (pool->retry_at[i] == 0 || now >= pool->retry_at[i])
+		TimestampTz until = down_until(pool, i);
+
+		if (until == 0 || now >= until)
 			return 0;
-		best = Min(best, TimestampDifferenceMilliseconds(now, pool->retry_at[i]));
+		best = Min(best, TimestampDifferenceMilliseconds(now, until));
 	}
 	return (int) best;
 }
@@ -239,6 +254,7 @@ void
 pool_mark_down(BsPool *pool, int i, const char *why)
 {
 	bool		was_up = pool->retry_at[i] == 0;
+	TimestampTz shared = shmem_server_retry_at(pool->seed[i]);
 
 	/*
 	 * The wait starts over after a minute of service; a server that fails
@@ -249,7 +265,14 @@ pool_mark_down(BsPool *pool, int i, const char *why)
 	pool->down_ms[i] = pool->down_ms[i] == 0 ? DOWN_FIRST_MS :
 		Min(pool->down_ms[i] * 2, DOWN_MAX_MS);
 	pool->retry_at[i] = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pool->down_ms[i]);
-	if (was_up)
+	shmem_set_server_retry_at(pool->seed[i], Max(pool->retry_at[i], shared));
+
+	/*
+	 * Logged once per outage by the relay and each worker; a backend
+	 * (jobq_put_now, the admin functions) only when it found out first,
+	 * so that many sessions do not repeat it.
+	 */
+	if (was_up && (pool->who != NULL || shared == 0))
 		ereport(LOG,
 				(errmsg("jobq%s%s: beanstalkd at %s is unusable: %s",
 						pool->who ? " " : "", pool->who ? pool->who : "",
@@ -264,9 +287,15 @@ void
 pool_mark_up(BsPool *pool, int i)
 {
 	if (pool->retry_at[i] == 0)
+	{
+		/* another process's mark, if any, is over too */
+		if (shmem_server_retry_at(pool->seed[i]) != 0)
+			shmem_set_server_retry_at(pool->seed[i], 0);
 		return;
+	}
 	pool->retry_at[i] = 0;
 	pool->up_at[i] = GetCurrentTimestamp();
+	shmem_set_server_retry_at(pool->seed[i], 0);
 	ereport(LOG,
 			(errmsg("jobq%s%s: beanstalkd at %s answers again",
 					pool->who ? " " : "", pool->who ? pool->who : "",

@@ -88,11 +88,65 @@ shmem_attach(void)
 		memset(jobq_shared, 0, shmem_size());
 		SpinLockInit(&jobq_shared->mutex);
 		pg_atomic_init_u64(&jobq_shared->max_job_size, 0);
+		for (int i = 0; i < JOBQ_MAX_SERVER_MARKS; i++)
+		{
+			pg_atomic_init_u64(&jobq_shared->server_marks[i].key, 0);
+			pg_atomic_init_u64(&jobq_shared->server_marks[i].retry_at, 0);
+		}
 		jobq_shared->nslots = JOBQ_MAX_DATABASES * JOBQ_SLOTS_PER_DB;
 		for (int i = 0; i < jobq_shared->nslots; i++)
 			SpinLockInit(&jobq_shared->slots[i].mutex);
 	}
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * The mark of the server whose name hashes to key; with create, a free
+ * entry is claimed for it (compare-and-swap: no lock).  NULL when there is
+ * none, or no room (the processes then keep their own marks only).
+ */
+static JobqServerMark *
+server_mark(uint64 key, bool create)
+{
+	key = key == 0 ? 1 : key;
+	for (int i = 0; i < JOBQ_MAX_SERVER_MARKS; i++)
+	{
+		JobqServerMark *m = &jobq_shared->server_marks[i];
+		uint64		k = pg_atomic_read_u64(&m->key);
+
+		if (k == key)
+			return m;
+		if (k == 0 && create)
+		{
+			uint64		expected = 0;
+
+			if (pg_atomic_compare_exchange_u64(&m->key, &expected, key) || expected == key)
+				return m;
+		}
+	}
+	return NULL;
+}
+
+/* until when some process marked the server down (0: not marked) */
+TimestampTz
+shmem_server_retry_at(uint64 key)
+{
+	JobqServerMark *m;
+
+	if (!shmem_available() || (m = server_mark(key, false)) == NULL)
+		return 0;
+	return (TimestampTz) pg_atomic_read_u64(&m->retry_at);
+}
+
+/* mark the server down until retry_at, or up (0), for every process */
+void
+shmem_set_server_retry_at(uint64 key, TimestampTz retry_at)
+{
+	JobqServerMark *m;
+
+	if (!shmem_available() || (m = server_mark(key, retry_at != 0)) == NULL)
+		return;
+	pg_atomic_write_u64(&m->retry_at, (uint64) retry_at);
 }
 
 /* true when jobq was preloaded, so that its workers can exist */

@@ -83,11 +83,25 @@ typedef struct JobqRelay
 	Latch	   *latch;			/* NULL while no relay runs */
 } JobqRelay;
 
+/*
+ * A beanstalkd server marked down by some process (pool.c), so that the
+ * others skip it too: keyed by a hash of its name (0: a free entry), until
+ * when (a TimestampTz; 0: up).
+ */
+#define JOBQ_MAX_SERVER_MARKS	32
+
+typedef struct JobqServerMark
+{
+	pg_atomic_uint64 key;
+	pg_atomic_uint64 retry_at;
+} JobqServerMark;
+
 typedef struct JobqShared
 {
 	slock_t		mutex;			/* protects relays */
 	JobqRelay	relays[JOBQ_MAX_DATABASES];
 	pg_atomic_uint64 max_job_size;	/* last seen from the server; 0 unknown */
+	JobqServerMark server_marks[JOBQ_MAX_SERVER_MARKS];
 	int			nslots;
 	JobqWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } JobqShared;
@@ -101,6 +115,8 @@ extern void shmem_set_relay_latch(int db, Latch *latch);
 extern void shmem_set_block_database(int db, const char *database);
 extern void shmem_block_database(int db, char *database);
 extern Latch *shmem_relay_latch(void);
+extern TimestampTz shmem_server_retry_at(uint64 key);
+extern void shmem_set_server_retry_at(uint64 key, TimestampTz retry_at);
 
 extern void slot_attach(int slot, JobqWorkerKind kind);
 extern void slot_detach(int slot);

@@ -136,14 +136,20 @@ my $producer = bg_psql($node, join('', map {
 } 1 .. 400));
 usleep(500_000);
 ok(bg_running($producer), 'case 3: the flow is under way');
+my $logpos = -s $node->logfile;
 bs_stop($bs[1], 'KILL');
 ok(bs_refuses($ports[1]), 'case 3: server 2 killed mid-flow');
+# the workers, waiting on it, see it go at once, and mark it down for all
+ok(wait_log($node, qr/jobq worker \d: beanstalkd at \Q$names[1]\E is unusable/, $logpos, 10),
+	'case 3: a worker marked it down');
 ($rc, $out, $err) = query_as($node, undef,
 	q{SELECT count(*), count(DISTINCT server) FILTER (WHERE server = ANY (ARRAY[} .
 	  join(', ', map { "'$_'" } @names[0, 2]) .
 	  q{])) FROM generate_series(1, 50) k, LATERAL jobq_put_now_at('t_pool', 'h', jsonb_build_object('c', 'now', 'k', k))});
 is($rc, 0, 'case 3: jobq_put_now with one server down: no error') or diag($err);
 like($out, qr/^50\|[12]$/, 'case 3: the 50 jobs went to the servers that answer');
+unlike(log_since($node, $logpos), qr/011_pool\.pl LOG:  jobq: beanstalkd at \Q$names[1]\E is unusable/,
+	'case 3: the session did not try it: the workers\' mark is shared');
 ($rc, $out, $err) = bg_finish($producer, 120);
 is($rc, 0, 'case 3: 400 jobq_put transactions across the kill: no error') or diag($err);
 ok(wait_for($node, q{SELECT count(*) = 400 FROM effects WHERE c = 'flow'}, 60),
@@ -183,7 +189,7 @@ is(effect_counts($node, 'back'), "$back/$back", 'case 3: each once');
 
 # ---------------------------------------------------------------------------
 # case 4: a reload takes server 3 out, then puts it back
-my $logpos = -s $node->logfile;
+$logpos = -s $node->logfile;
 sql_ok($node, "ALTER SYSTEM SET jobq.servers = '$names[0], $names[1]'");
 sql_ok($node, 'SELECT pg_reload_conf()');
 sleep 2;
