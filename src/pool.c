@@ -14,10 +14,12 @@
  * draining, or out of memory) is marked down: it gets no jobs for a second,
  * then two, up to ten, and is tried again after that (the next job that
  * hashes to it); the first success marks it up.  A server that fails again
- * within a minute of that keeps its last wait, doubled.  The marks are
- * shared (shmem.c): a server one process found down, the others skip
- * until its wait is over, instead of each paying a failed connect (up to
- * jobq.connect_timeout for a host that drops packets).  Each process keeps its own
+ * within a minute of that keeps its last wait, doubled.  What the relay
+ * and the workers find unreachable is shared (shmem.c): the other
+ * processes, sessions included, skip that server until its wait is over,
+ * instead of each paying a failed connect (up to jobq.connect_timeout for
+ * a host that drops packets).  A session's own findings stay its own: its
+ * timeouts are its user's to set.  Each process keeps its own
  * marks.  When every server is marked down, all are tried anyway: the
  * caller's own back-off then paces the retries.
  *
@@ -251,7 +253,7 @@ pool_place(BsPool *pool, const pg_uuid_t *id, uint32 failed)
 
 /* A request to server i failed: no jobs for it for a while.  Logged once. */
 void
-pool_mark_down(BsPool *pool, int i, const char *why)
+pool_mark_down(BsPool *pool, int i, const char *why, bool share)
 {
 	bool		was_up = pool->retry_at[i] == 0;
 	TimestampTz shared = shmem_server_retry_at(pool->seed[i]);
@@ -265,7 +267,8 @@ pool_mark_down(BsPool *pool, int i, const char *why)
 	pool->down_ms[i] = pool->down_ms[i] == 0 ? DOWN_FIRST_MS :
 		Min(pool->down_ms[i] * 2, DOWN_MAX_MS);
 	pool->retry_at[i] = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pool->down_ms[i]);
-	shmem_set_server_retry_at(pool->seed[i], Max(pool->retry_at[i], shared));
+	if (share)
+		shmem_set_server_retry_at(pool->seed[i], Max(pool->retry_at[i], shared));
 
 	/*
 	 * Logged once per outage by the relay and each worker; a backend
@@ -287,15 +290,17 @@ void
 pool_mark_up(BsPool *pool, int i)
 {
 	if (pool->retry_at[i] == 0)
-	{
-		/* another process's mark, if any, is over too */
-		if (shmem_server_retry_at(pool->seed[i]) != 0)
-			shmem_set_server_retry_at(pool->seed[i], 0);
 		return;
-	}
 	pool->retry_at[i] = 0;
 	pool->up_at[i] = GetCurrentTimestamp();
-	shmem_set_server_retry_at(pool->seed[i], 0);
+
+	/*
+	 * Only a process that had marked it down clears the shared mark, once
+	 * its own try worked: a request that merely began before the outage
+	 * must not erase another's fresher mark (marks expire anyway).
+	 */
+	if (pool->who != NULL)
+		shmem_set_server_retry_at(pool->seed[i], 0);
 	ereport(LOG,
 			(errmsg("jobq%s%s: beanstalkd at %s answers again",
 					pool->who ? " " : "", pool->who ? pool->who : "",
@@ -333,7 +338,17 @@ pool_call(BsPool *pool, int i, PoolFn fn, void *arg)
 		snprintf(pool->last_error, sizeof(pool->last_error), "%s: %s",
 				 pool->conns[i]->server, edata->message);
 		bs_close(pool->conns[i]);
-		pool_mark_down(pool, i, edata->message);
+
+		/*
+		 * Shared with the other processes: what the relay and the workers
+		 * found unreachable (class 08).  Not a session's finding (its
+		 * jobq.io_timeout and jobq.connect_timeout are its user's to set),
+		 * nor a server that is draining or out of memory, which the workers
+		 * must still empty.
+		 */
+		pool_mark_down(pool, i, edata->message,
+					   pool->who != NULL &&
+					   ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_CONNECTION_EXCEPTION);
 		FreeErrorData(edata);
 		ok = false;
 	}

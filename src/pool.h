@@ -40,7 +40,7 @@ extern void pool_order(BsPool *pool, const pg_uuid_t *id, int *order);
 extern int	pool_place(BsPool *pool, const pg_uuid_t *id, uint32 failed);
 extern int	pool_find(BsPool *pool, const char *server);
 extern BeanstalkConn *pool_conn_of(BsPool *pool, const char *server);
-extern void pool_mark_down(BsPool *pool, int i, const char *why);
+extern void pool_mark_down(BsPool *pool, int i, const char *why, bool share);
 extern void pool_mark_up(BsPool *pool, int i);
 extern bool pool_call(BsPool *pool, int i, PoolFn fn, void *arg);
 extern int64 pool_min_job_size(BsPool *pool);

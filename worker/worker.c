@@ -439,7 +439,7 @@ reserve_first(BatchJob *jobs)
 			if (!(sent & (1U << j)))
 				continue;
 			bs_close(pool.conns[j]);
-			pool_mark_down(&pool, j, "no reply to reserve-with-timeout in time");
+			pool_mark_down(&pool, j, "no reply to reserve-with-timeout in time", true);
 		}
 		return 0;
 	}
@@ -627,23 +627,36 @@ settle_on_server(BeanstalkConn *c, void *arg)
  * and its connection closed, which gives its jobs back: those that ran are
  * dropped as done when they come again (jobq.done), those that failed run
  * again without their back-off.  The other servers' jobs are settled.
+ * Returns the servers whose connection is gone (a mask): the batch's jobs
+ * still to run from them are no longer this worker's.  A connection is
+ * never opened again here: a new one holds none of the batch's jobs.
  */
-static void
+static uint32
 settle_jobs(BatchJob *jobs, int n, int prefetch)
 {
 	uint32		used = servers_of(jobs, 0, n) | (prefetch > 0 ? 1U << cur : 0);
+	uint32		lost = 0;
 
 	for (int s = 0; s < pool.n; s++)
 	{
 		BeanstalkConn *c = pool.conns[s];
 		ServerSettle ss = {jobs, n, s, s == cur ? prefetch : 0};
 
-		/* a server with nothing to settle may still owe touch replies */
-		if (!(used & (1U << s)) && !(bs_connected(c) && (c->pending > 0 || c->touch_rem > 0)))
+		if (!bs_connected(c))
+		{
+			/* closed since (a failed settle): its jobs were given back */
+			lost |= 1U << s;
 			continue;
-		if (!pool_call(&pool, s, settle_on_server, &ss) && s == cur)
-			next_n = 0;
+		}
+		/* a server with nothing to settle may still owe touch replies */
+		if (!(used & (1U << s)) && c->pending == 0 && c->touch_rem == 0)
+			continue;
+		if (!pool_call(&pool, s, settle_on_server, &ss))
+			lost |= 1U << s;
 	}
+	if (lost & (1U << cur))
+		next_n = 0;
+	return lost;
 }
 
 /* Whether jobs[i] may join the transaction that jobs[first] began. */
@@ -665,6 +678,7 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 	int			ran = 0;
 	TimestampTz start = GetCurrentTimestamp();
 	MemoryContext ctx = CurrentMemoryContext;
+	uint32		lost;
 
 	min_ttr_ms = PG_UINT64_MAX;
 	for (int k = 0; k < n; k++)
@@ -703,7 +717,10 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 		process_xact_end();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		job_touch_stop();
-		settle_jobs(jobs + first, i - first, i < n ? 0 : prefetch);
+		lost = settle_jobs(jobs + first, i - first, i < n ? 0 : prefetch);
+		for (int k = i; k < n; k++)
+			if (lost & (1U << jobs[k].server))
+				jobs[k].gone = true;	/* given back with the connection */
 		if (i < n)
 			job_touch_start(jobs + i, n - i);
 	}
@@ -849,7 +866,8 @@ jobq_worker_main(Datum arg)
 				busy_server < pool.n)
 			{
 				/* that server failed: the others need not wait */
-				pool_mark_down(&pool, busy_server, "a request failed");
+				pool_mark_down(&pool, busy_server, "a request failed",
+							   ERRCODE_TO_CATEGORY(code) == ERRCODE_CONNECTION_EXCEPTION);
 				backoff.backoff_ms = 0;
 			}
 		}
