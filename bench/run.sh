@@ -78,6 +78,18 @@ sql() { psql_db -At "$@"; }
 say "setting up"
 sql <<'SQL'
 CREATE EXTENSION jobq;
+-- epoch seconds at which tube t has nothing ready, reserved or delayed
+CREATE FUNCTION bench_wait_settled(t text, secs int) RETURNS float8
+LANGUAGE plpgsql AS $$
+DECLARE left_ bigint;
+BEGIN
+    FOR i IN 1 .. secs * 200 LOOP
+        SELECT ready + reserved + delayed INTO left_ FROM jobq_tubes() WHERE tube = t;
+        IF left_ = 0 THEN RETURN extract(epoch FROM clock_timestamp()); END IF;
+        PERFORM pg_sleep(0.005);
+    END LOOP;
+    RAISE EXCEPTION 'tube % has % jobs left after % s', t, left_, secs;
+END $$;
 -- epoch seconds at which tube t has at least n ready jobs
 CREATE FUNCTION bench_wait_ready(t text, n bigint, secs int) RETURNS float8
 LANGUAGE plpgsql AS $$
@@ -196,18 +208,6 @@ END $$;
 SELECT jobq_register('bench_insert', 'bench_sink') \gset
 SELECT jobq_register('bench_noop', 'bench_noop') \gset
 SELECT jobq_register('bench_fail10', 'bench_fail10', max_attempts => 1) \gset
--- epoch seconds at which tube t has nothing ready, reserved or delayed
-CREATE FUNCTION bench_wait_settled(t text, secs int) RETURNS float8
-LANGUAGE plpgsql AS $$
-DECLARE left_ bigint;
-BEGIN
-    FOR i IN 1 .. secs * 200 LOOP
-        SELECT ready + reserved + delayed INTO left_ FROM jobq_tubes() WHERE tube = t;
-        IF left_ = 0 THEN RETURN extract(epoch FROM clock_timestamp()); END IF;
-        PERFORM pg_sleep(0.005);
-    END LOOP;
-    RAISE EXCEPTION 'tube % has % jobs left after % s', t, left_, secs;
-END $$;
 SQL
 # the workers watch the tubes (so they exist and can be paused)
 for t in bench_insert bench_noop bench_fail10; do
@@ -587,18 +587,6 @@ BEGIN
         PERFORM pg_sleep(0.002);    -- the workers are idle again
     END LOOP;
 END $$;
--- epoch seconds at which tube t has nothing ready, reserved or delayed
-CREATE FUNCTION bench_pool_wait_settled(t text, secs int) RETURNS float8
-LANGUAGE plpgsql AS $$
-DECLARE left_ bigint;
-BEGIN
-    FOR i IN 1 .. secs * 200 LOOP
-        SELECT ready + reserved + delayed INTO left_ FROM jobq_tubes() WHERE tube = t;
-        IF left_ = 0 THEN RETURN extract(epoch FROM clock_timestamp()); END IF;
-        PERFORM pg_sleep(0.005);
-    END LOOP;
-    RAISE EXCEPTION 'tube % has % jobs left after % s', t, left_, secs;
-END $$;
 SQL
 POOL_WORKERS=$(sql -c "SELECT count(*) FROM jobq.workers WHERE kind = 'worker'")
 
@@ -677,7 +665,7 @@ pool_round() {
     secs=$(sql <<SQL
 SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
 SELECT jobq_pause_tube('bench_pool_noop', '0') \gset
-SELECT bench_pool_wait_settled('bench_pool_noop', 900) - :t0;
+SELECT bench_wait_settled('bench_pool_noop', 900) - :t0;
 SQL
 )
     # less conns_opened's own 3 and the session's one to each server

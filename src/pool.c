@@ -39,6 +39,8 @@
 #define DOWN_MAX_MS		10000
 #define UP_RESET_MS		60000
 
+static int	pool_find(BsPool *pool, const char *server);
+
 static uint64
 mix64(uint64 h)
 {
@@ -133,7 +135,7 @@ pool_set_servers(BsPool *pool, const char *servers)
 }
 
 /* the index of server "host:port" as jobq.servers spells it, or -1 */
-int
+static int
 pool_find(BsPool *pool, const char *server)
 {
 	for (int i = 0; i < pool->n; i++)
@@ -174,14 +176,6 @@ pool_usable(BsPool *pool, int i)
 	return until == 0 || GetCurrentTimestamp() >= until;
 }
 
-bool
-pool_any_usable(BsPool *pool)
-{
-	for (int i = 0; i < pool->n; i++)
-		if (pool_usable(pool, i))
-			return true;
-	return false;
-}
 
 /* how long until a server marked down may be tried again (0: one may now) */
 int
@@ -202,7 +196,7 @@ pool_next_retry_ms(BsPool *pool)
 }
 
 /* the servers in the order a job tries them: highest score first */
-void
+static void
 pool_order(BsPool *pool, const pg_uuid_t *id, int *order)
 {
 	uint64		key;
@@ -223,13 +217,26 @@ pool_order(BsPool *pool, const pg_uuid_t *id, int *order)
 	}
 }
 
+/* the servers usable now, as a mask: taken once for a batch of placements */
+uint32
+pool_usable_mask(BsPool *pool)
+{
+	uint32		mask = 0;
+
+	for (int i = 0; i < pool->n; i++)
+		if (pool_usable(pool, i))
+			mask |= 1U << i;
+	return mask;
+}
+
 /*
- * The server a job goes to: its first choice that is usable and not in
- * 'failed' (a mask of servers that failed during the caller's batch); when
- * none is usable, the first not in 'failed'; -1 when all failed.
+ * The server a job goes to: its first choice that is in 'usable' (see
+ * pool_usable_mask) and not in 'failed' (servers that failed during the
+ * caller's batch); when none is usable, the first not in 'failed'; -1 when
+ * all failed.
  */
 int
-pool_place(BsPool *pool, const pg_uuid_t *id, uint32 failed)
+pool_place(BsPool *pool, const pg_uuid_t *id, uint32 usable, uint32 failed)
 {
 	int			order[BS_MAX_SERVERS];
 	int			fallback = -1;
@@ -243,7 +250,7 @@ pool_place(BsPool *pool, const pg_uuid_t *id, uint32 failed)
 
 		if (failed & (1U << i))
 			continue;
-		if (pool_usable(pool, i))
+		if (usable & (1U << i))
 			return i;
 		if (fallback < 0)
 			fallback = i;

@@ -199,15 +199,16 @@ put_now_on(BeanstalkConn *conn, void *arg)
  * the calling transaction does next.  It goes to the server the pool
  * places it on (pool.c), or, if that one is down, to the next; only when
  * no server takes it is it an error.  Returns beanstalkd's job id, which is
- * per server (jobq_put_now_at also says which).
+ * per server, and in *server the server's index in the pool.
  */
-static PutNow
+static uint64
 put_now(FunctionCallInfo fcinfo, int *server)
 {
 	JobSpec		spec = {0};
 	pg_uuid_t	id;
 	PutNow		p = {0};
 	BsPool	   *pool = bs_backend_pool();
+	uint32		usable;
 	uint32		failed = 0;
 	int			i;
 
@@ -220,14 +221,15 @@ put_now(FunctionCallInfo fcinfo, int *server)
 		/* the server's own error is the clearest */
 		put_now_on(pool->conns[0], &p);
 		*server = 0;
-		return p;
+		return p.id;
 	}
-	while ((i = pool_place(pool, &id, failed)) >= 0)
+	usable = pool_usable_mask(pool);
+	while ((i = pool_place(pool, &id, usable, failed)) >= 0)
 	{
 		if (pool_call(pool, i, put_now_on, &p))
 		{
 			*server = i;
-			return p;
+			return p.id;
 		}
 		failed |= 1U << i;
 	}
@@ -244,9 +246,8 @@ Datum
 jobq_put_now(PG_FUNCTION_ARGS)
 {
 	int			server;
-	PutNow		p = put_now(fcinfo, &server);
 
-	PG_RETURN_INT64((int64) p.id);
+	PG_RETURN_INT64((int64) put_now(fcinfo, &server));
 }
 
 /* jobq_put_now_at(...) -> (server text, id bigint): where the job went */
@@ -254,7 +255,7 @@ Datum
 jobq_put_now_at(PG_FUNCTION_ARGS)
 {
 	int			server;
-	PutNow		p = put_now(fcinfo, &server);
+	uint64		id = put_now(fcinfo, &server);
 	TupleDesc	tupdesc;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
@@ -262,7 +263,7 @@ jobq_put_now_at(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "jobq: return type must be a row type");
 	values[0] = CStringGetTextDatum(bs_backend_pool()->conns[server]->server);
-	values[1] = Int64GetDatum((int64) p.id);
+	values[1] = Int64GetDatum((int64) id);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
 

@@ -468,6 +468,7 @@ static void
 send_rows(OutboxRow *rows, int n)
 {
 	uint32		failed = 0;
+	uint32		usable = pool_usable_mask(&pool);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -491,7 +492,7 @@ send_rows(OutboxRow *rows, int n)
 			if (rows[i].done)
 				continue;
 			if (rows[i].server < 0 || (failed & (1U << rows[i].server)))
-				rows[i].server = pool_place(&pool, &rows[i].job.id, failed);
+				rows[i].server = pool_place(&pool, &rows[i].job.id, usable, failed);
 			if (rows[i].server < 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_CONNECTION_FAILURE),

@@ -66,8 +66,7 @@ int			jobq_batch_size = JOBQ_DEFAULT_BATCH_SIZE;
 
 static int	my_slot;
 static BsPool pool;				/* the servers of jobq.servers */
-static BeanstalkConn *conn;		/* the server of the batch at hand, ... */
-static int	cur = -1;			/* ... pool.conns[cur] */
+static int	cur = -1;			/* the server of the batch at hand */
 static int	next_server = 0;	/* where the next look for ready jobs starts */
 static int	streak = 0;			/* full batches in a row from cur */
 static int	busy_server = -1;	/* the server of the request under way */
@@ -497,6 +496,7 @@ reserve_batch(BatchJob **jobs, int want)
 	int			first;
 	int			more;
 	int			n;
+	BeanstalkConn *conn;
 
 	*jobs = palloc0(sizeof(BatchJob) * (want + pool.n));
 	first = reserve_first(*jobs);
@@ -783,7 +783,6 @@ worker_iteration(void)
 	{
 		/* reserved while the last batch was settled */
 		cur = next_from;
-		conn = pool.conns[cur];
 		jobs = next_jobs;
 		n = next_n;
 		next_n = 0;
