@@ -43,9 +43,10 @@ SELECT jobq_register('t_sec', 'sec_owned');
 SELECT jobq_register('t_sec', 'sec_owned', run_as => 'jobq_sec_app') IS NULL AS registered_as_owner;
 SELECT jobq_unregister('t_sec', 'sec_owned');
 
--- names and numbers the worker could not read are refused at enqueue
+-- names the worker could not read are refused at enqueue; numbers of any
+-- size are carried exactly (t/012_security_review.pl runs such jobs)
 SELECT jobq_put('t_sec', E'sec\nsink');
-SELECT jobq_put('t_sec', 'sec_sink', '{"n": 1e400}');
+SELECT jobq_put('t_sec', 'sec_sink', '{"n": 1e400}') IS NOT NULL AS huge_number_ok;
 SELECT jobq_put('t_sec', 'sec_sink', '{"n": 123456789012345678901234567890}') IS NOT NULL AS long_integer_ok;
 
 -- what a handler leaves in the worker's session does not reach the next job

@@ -14,7 +14,9 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
+#include "catalog/pg_authid.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -22,6 +24,7 @@
 #include "beanstalk.h"
 #include "job.h"
 #include "pool.h"
+#include "producer_acl.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(jobq_stats);
@@ -659,6 +662,25 @@ jobq_pause_tube(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Whether the caller may read a process's last error.  A job's error may
+ * carry its kwargs: it is shown to the roles that may enqueue that job
+ * (producer_acl.c) and to members of pg_read_all_stats, as PostgreSQL shows
+ * other sessions' queries; an error whose job's func_name is unknown (its
+ * body was unreadable) only to the latter.  A process's own errors (a
+ * server that does not answer) are everyone's.
+ */
+static bool
+may_read_error(const JobqWorkerSlot *s)
+{
+	Oid			role = GetUserId();
+
+	if (!s->last_error_of_job || has_privs_of_role(role, ROLE_PG_READ_ALL_STATS))
+		return true;
+	return s->last_error_func[0] != '\0' &&
+		acl_may_produce(role, s->last_error_tube, s->last_error_func);
+}
+
+/*
  * jobq_worker_status() -> one row per running jobq process of this
  * database (the view jobq.workers).  Empty when jobq is not preloaded.
  */
@@ -693,7 +715,7 @@ jobq_worker_status(PG_FUNCTION_ARGS)
 		values[8] = Int64GetDatum((int64) s.succeeded);
 		values[9] = Int64GetDatum((int64) s.failed);
 		values[10] = CStringGetTextDatum(s.last_error);
-		nulls[10] = s.last_error[0] == '\0';
+		nulls[10] = s.last_error[0] == '\0' || !may_read_error(&s);
 		values[11] = TimestampTzGetDatum(s.last_error_at);
 		nulls[11] = s.last_error_at == 0;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

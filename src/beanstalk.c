@@ -95,9 +95,10 @@ static const struct
 {
 	{"OUT_OF_MEMORY", ERRCODE_INSUFFICIENT_RESOURCES},
 	{"INTERNAL_ERROR", ERRCODE_SYSTEM_ERROR},
-	{"BAD_FORMAT", ERRCODE_PROTOCOL_VIOLATION},
-	{"UNKNOWN_COMMAND", ERRCODE_PROTOCOL_VIOLATION},
-	{"EXPECTED_CRLF", ERRCODE_PROTOCOL_VIOLATION},
+	/* jobq's own request was malformed: a bug, not the server's trouble */
+	{"BAD_FORMAT", ERRCODE_INTERNAL_ERROR},
+	{"UNKNOWN_COMMAND", ERRCODE_INTERNAL_ERROR},
+	{"EXPECTED_CRLF", ERRCODE_INTERNAL_ERROR},
 	{MSG_JOB_TOO_BIG, ERRCODE_PROGRAM_LIMIT_EXCEEDED},
 	{MSG_DRAINING, ERRCODE_CANNOT_CONNECT_NOW},
 };
@@ -123,14 +124,14 @@ beanstalk_init_gucs(void)
 							&jobq_connect_timeout,
 							2000, 1, 3600 * 1000,
 							PGC_USERSET, GUC_UNIT_MS,
-							NULL, NULL, NULL);
+							jobq_check_int_setting, NULL, NULL);
 	DefineCustomIntVariable("jobq.io_timeout",
 							"Time allowed for beanstalkd to answer a request.",
 							NULL,
 							&jobq_io_timeout,
 							5000, 1, 3600 * 1000,
 							PGC_USERSET, GUC_UNIT_MS,
-							NULL, NULL, NULL);
+							jobq_check_int_setting, NULL, NULL);
 }
 
 /*
@@ -242,10 +243,14 @@ bs_split_servers(const char *list, char names[][BS_MAX_SERVER], char **detail)
 static bool
 servers_check_hook(char **newval, void **extra, GucSource source)
 {
-	char		(*names)[BS_MAX_SERVER] = palloc(sizeof(char[BS_MAX_SERVERS][BS_MAX_SERVER]));
+	char		(*names)[BS_MAX_SERVER];
 	char	   *detail;
-	int			n = bs_split_servers(*newval, names, &detail);
+	int			n;
 
+	if (!jobq_setting_source_ok(source))
+		return false;
+	names = palloc(sizeof(char[BS_MAX_SERVERS][BS_MAX_SERVER]));
+	n = bs_split_servers(*newval, names, &detail);
 	pfree(names);
 	if (n < 0)
 	{
@@ -396,10 +401,14 @@ bs_wait(BeanstalkConn *conn, uint32 event, TimestampTz deadline, const char *wha
 			TimestampTz now = GetCurrentTimestamp();
 
 			if (now >= deadline)
+			{
+				/* a connect that times out is an unreachable server, see pool_call */
+				conn->reply_timed_out = (event != WL_SOCKET_CONNECTED);
 				bs_fail(conn, ERRCODE_CONNECTION_FAILURE,
 						errmsg("beanstalkd at %s did not answer in time", conn->server),
 						errdetail("No reply to %s within the time allowed.", what),
 						errhint("Check the server, or raise jobq.io_timeout or jobq.connect_timeout."));
+			}
 			timeout = TimestampDifferenceMilliseconds(now, deadline);
 			if (timeout == 0)
 				timeout = 1;

@@ -49,6 +49,7 @@ typedef struct BeanstalkConn
 	volatile size_t touch_rem;	/* bytes of partly sent touches still to send */
 	char		used_tube[BS_MAX_NAME + 1];
 	int64		max_job_size;	/* from "stats", -1 until read */
+	bool		reply_timed_out;	/* the last error was a reply's time-out */
 } BeanstalkConn;
 
 /* outcomes that callers handle themselves; everything else is an ERROR */

@@ -188,6 +188,9 @@ retry_row(Oid caller, SPITupleTable *tt, uint64 row)
 				 errmsg("failed job " INT64_FORMAT " cannot be retried", failed_id),
 				 errdetail("Its body was not a valid jobq job.")));
 	spec.kwargs = DatumGetJsonbP(d);
+	/* a hand-written row may hold any text: names are checked first */
+	job_check_tube(spec.tube);
+	job_check_func_name(spec.func_name);
 	acl_check_producer(caller, spec.tube, spec.func_name);
 	d = SPI_getbinval(tup, desc, 7, &isnull);
 	/* the job's own priority and ttr; rows written by 1.0 have none */

@@ -13,7 +13,6 @@
 #include "postgres.h"
 
 #include <ctype.h>
-#include <math.h>
 
 #include "common/int.h"
 #include "commands/dbcommands.h"
@@ -222,27 +221,6 @@ append_json_string(StringInfo out, const char *s, int len)
 	pfree(copy);
 }
 
-/*
- * Workers read numbers as doubles (integers too, however long), so a number
- * whose magnitude a double cannot hold could be enqueued but never decoded:
- * refuse it here.  Only numbers of 309 digits or more before the point are
- * worth a closer look (DBL_MAX is about 1.8e308).
- */
-static void
-check_wire_number(const char *text)
-{
-	const char *p = text + (text[0] == '-');
-	size_t		intdigits = strspn(p, "0123456789");
-
-	if (intdigits >= 309 && isinf(strtod(text, NULL)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("number in kwargs is out of range for a job"),
-				 errdetail("Job bodies carry numbers whose magnitude fits a double precision value (below about 1.8e308); this one has %zu digits.",
-						   intdigits),
-				 errhint("Pass it as a string.")));
-}
-
 static void
 append_scalar(StringInfo out, JsonbValue *v)
 {
@@ -262,7 +240,6 @@ append_scalar(StringInfo out, JsonbValue *v)
 				char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out,
 																	   NumericGetDatum(v->val.numeric)));
 
-				check_wire_number(text);
 				appendStringInfoString(out, text);
 			}
 			break;

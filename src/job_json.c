@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <jansson.h>
+#include <math.h>
 
 #include "mb/pg_wchar.h"
 
@@ -40,6 +41,65 @@ parse_uuid(const char *s, pg_uuid_t *out)
 }
 
 /*
+ * A copy of JSON text in which every number too big for a double is 0, or
+ * NULL when there is none.  jansson reads numbers as doubles and refuses
+ * those ("real number overflow"), while jobq takes the kwargs' numbers from
+ * PostgreSQL's jsonb, which keeps them exactly (job_decode): the copy is
+ * what jansson checks (structure, duplicate keys, UTF-8, the names).  Only
+ * bytes outside strings are looked at; a token that is not a whole number
+ * is left as it is, for jansson to refuse.
+ */
+char *
+job_json_without_huge_numbers(const char *text, size_t len, size_t *outlen)
+{
+	StringInfoData out;
+	bool		changed = false;
+	size_t		i = 0;
+
+	initStringInfo(&out);
+	while (i < len)
+	{
+		size_t		j = i + 1;
+
+		if (text[i] == '"')
+		{
+			while (j < len && text[j] != '"')
+				j += (text[j] == '\\') ? 2 : 1;
+			j = Min(j + 1, len);
+		}
+		else if (text[i] == '-' || isdigit((unsigned char) text[i]))
+		{
+			char	   *token;
+			char	   *end;
+			double		d;
+
+			while (j < len && text[j] != '\0' && strchr("0123456789+-.eE", text[j]) != NULL)
+				j++;
+			token = pnstrdup(text + i, j - i);
+			d = strtod(token, &end);
+			if (*end == '\0' && isinf(d))
+			{
+				appendStringInfoChar(&out, '0');
+				changed = true;
+				pfree(token);
+				i = j;
+				continue;
+			}
+			pfree(token);
+		}
+		appendBinaryStringInfo(&out, text + i, j - i);
+		i = j;
+	}
+	if (!changed)
+	{
+		pfree(out.data);
+		return NULL;
+	}
+	*outlen = out.len;
+	return out.data;
+}
+
+/*
  * Check a body with jansson and fill func_name, tube and id of *job.  On a
  * defect return false with *error set (palloc'd).  jansson allocates with
  * malloc: the tree is freed on every path, errors included.
@@ -55,10 +115,23 @@ job_json_check(const char *body, size_t len, JobBody *job, char **error)
 	*error = NULL;
 	/*
 	 * Integers as doubles: jansson's own integers stop at 2^63, and jobq
-	 * reads the kwargs' numbers from PostgreSQL's jsonb anyway (job.c); what
-	 * jobq_put accepts is checked to fit a double (check_wire_number).
+	 * reads the kwargs' numbers from PostgreSQL's jsonb anyway (job.c).  A
+	 * number beyond a double's range (a trigger's numeric column may hold
+	 * one) is checked as 0.
 	 */
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+	if (root == NULL && json_error_code(&jerr) == json_error_numeric_overflow)
+	{
+		size_t		checked_len;
+		char	   *checked = job_json_without_huge_numbers(body, len, &checked_len);
+
+		if (checked != NULL)
+		{
+			root = json_loadb(checked, checked_len,
+							  JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+			pfree(checked);
+		}
+	}
 	if (root == NULL)
 	{
 		*error = psprintf("body is not valid JSON: %s (at byte %d)", jerr.text, jerr.position);

@@ -11,6 +11,8 @@
 
 #include "postgres.h"
 
+#include "utils/guc.h"
+
 /* beanstalk.c: where the server is and how long to wait for it */
 extern char *jobq_servers;
 extern int	jobq_connect_timeout;	/* ms */
@@ -21,6 +23,14 @@ extern int	jobq_default_priority;
 extern int	jobq_default_delay;		/* s */
 extern int	jobq_default_ttr;		/* s */
 
+
+/*
+ * jobq.c: in the relay and the job workers, jobq.* settings come from the
+ * server's configuration only (see jobq_setting_source_ok).
+ */
+extern bool jobq_background_process;
+extern bool jobq_setting_source_ok(GucSource source);
+extern bool jobq_check_int_setting(int *newval, void **extra, GucSource source);
 
 extern void beanstalk_init_gucs(void);
 extern void signing_init_gucs(void);

@@ -15,7 +15,8 @@
  * then two, up to ten, and is tried again after that (the next job that
  * hashes to it); the first success marks it up.  A server that fails again
  * within a minute of that keeps its last wait, doubled.  What the relay
- * and the workers find unreachable is shared (shmem.c): the other
+ * and the workers find unreachable (refused, reset, or no connection made
+ * in time; not a late reply) is shared (shmem.c): the other
  * processes, sessions included, skip that server until its wait is over,
  * instead of each paying a failed connect (up to jobq.connect_timeout for
  * a host that drops packets).  A session's own findings stay its own: its
@@ -326,6 +327,7 @@ pool_call(BsPool *pool, int i, PoolFn fn, void *arg)
 	MemoryContext ctx = CurrentMemoryContext;
 	volatile bool ok = true;
 
+	pool->conns[i]->reply_timed_out = false;
 	PG_TRY();
 	{
 		fn(pool->conns[i], arg);
@@ -348,14 +350,18 @@ pool_call(BsPool *pool, int i, PoolFn fn, void *arg)
 
 		/*
 		 * Shared with the other processes: what the relay and the workers
-		 * found unreachable (class 08).  Not a session's finding (its
-		 * jobq.io_timeout and jobq.connect_timeout are its user's to set),
-		 * nor a server that is draining or out of memory, which the workers
-		 * must still empty.
+		 * found unreachable, a connection refused, reset or not made in
+		 * time.  Not a session's finding (its jobq.io_timeout and
+		 * jobq.connect_timeout are its user's to set), nor a reply that was
+		 * late (the asking process's own load may be why), nor a reply that
+		 * made no sense, nor a server that is draining or out of memory,
+		 * which the workers must still empty.
 		 */
 		pool_mark_down(pool, i, edata->message,
 					   pool->who != NULL &&
-					   ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_CONNECTION_EXCEPTION);
+					   ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_CONNECTION_EXCEPTION &&
+					   edata->sqlerrcode != ERRCODE_PROTOCOL_VIOLATION &&
+					   !pool->conns[i]->reply_timed_out);
 		FreeErrorData(edata);
 		ok = false;
 	}

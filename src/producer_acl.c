@@ -194,6 +194,17 @@ acl_lookup(const char *tube, const char *func_name, AclEntry *result)
 	bool		found;
 	uint64		generation;
 
+	/*
+	 * A name longer than the key's room (only a hand-written row of
+	 * jobq.failed can hold one) is looked up but never cached: cut to fit,
+	 * its answer would be taken for that of the registration the cut name
+	 * is.
+	 */
+	if (strlen(tube) >= sizeof(key.tube) || strlen(func_name) >= sizeof(key.func_name))
+	{
+		acl_load(tube, func_name, result);
+		return;
+	}
 	memset(&key, 0, sizeof(key));
 	strlcpy(key.tube, tube, sizeof(key.tube));
 	strlcpy(key.func_name, func_name, sizeof(key.func_name));
@@ -228,6 +239,31 @@ acl_lookup(const char *tube, const char *func_name, AclEntry *result)
 	memcpy(entry->producers, result->producers, sizeof(Oid) * result->nproducers);
 }
 
+/* whether 'role' may enqueue jobs for the registration reg */
+static bool
+acl_entry_allows(const AclEntry *reg, Oid role)
+{
+	if (!reg->registered || is_member_of_role(role, reg->run_as))
+		return true;
+	for (int i = 0; i < reg->nproducers; i++)
+		if (is_member_of_role(role, reg->producers[i]))
+			return true;
+	return false;
+}
+
+/*
+ * Whether 'role' may enqueue jobs for (tube, func_name), which is also who
+ * may see what is known of such a job (its error in jobq.workers).
+ */
+bool
+acl_may_produce(Oid role, const char *tube, const char *func_name)
+{
+	AclEntry	reg;
+
+	acl_lookup(tube, func_name, &reg);
+	return acl_entry_allows(&reg, role);
+}
+
 /*
  * Error out (42501) unless 'role' may enqueue jobs for (tube, func_name).
  * Call before anything is written or sent.
@@ -239,11 +275,8 @@ acl_check_producer(Oid role, const char *tube, const char *func_name)
 	const char *run_as_name;
 
 	acl_lookup(tube, func_name, &reg);
-	if (!reg.registered || is_member_of_role(role, reg.run_as))
+	if (acl_entry_allows(&reg, role))
 		return;
-	for (int i = 0; i < reg.nproducers; i++)
-		if (is_member_of_role(role, reg.producers[i]))
-			return;
 	run_as_name = GetUserNameFromId(reg.run_as, true);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

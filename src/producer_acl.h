@@ -7,6 +7,7 @@
 
 #include "postgres.h"
 
+extern bool acl_may_produce(Oid role, const char *tube, const char *func_name);
 extern void acl_check_producer(Oid role, const char *tube, const char *func_name);
 extern void acl_registry_changed(void);
 extern bool acl_schema_has_producers(void);

@@ -42,19 +42,19 @@ put_init_gucs(void)
 							"0 is the most urgent.",
 							&jobq_default_priority,
 							1024, 0, INT_MAX,
-							PGC_USERSET, 0, NULL, NULL, NULL);
+							PGC_USERSET, 0, jobq_check_int_setting, NULL, NULL);
 	DefineCustomIntVariable("jobq.default_delay",
 							"Delay of jobs whose delay is not given.",
 							NULL,
 							&jobq_default_delay,
 							0, 0, INT_MAX,
-							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
+							PGC_USERSET, GUC_UNIT_S, jobq_check_int_setting, NULL, NULL);
 	DefineCustomIntVariable("jobq.default_ttr",
 							"Time to run of jobs whose ttr is not given.",
 							NULL,
 							&jobq_default_ttr,
 							60, 1, INT_MAX,
-							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
+							PGC_USERSET, GUC_UNIT_S, jobq_check_int_setting, NULL, NULL);
 }
 
 /*

@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -223,6 +224,7 @@ slot_attach(int slot, JobqWorkerKind kind)
 		s->succeeded = s->failed = 0;
 		s->last_error[0] = '\0';
 		s->last_error_at = 0;
+		s->last_error_of_job = false;
 	}
 	s->dboid = MyDatabaseId;
 	s->kind = kind;
@@ -283,11 +285,9 @@ slot_set_state(int slot, JobqWorkerState state, const char *tube,
 }
 
 void
-slot_count(int slot, bool ok, const char *error)
+slot_count(int slot, bool ok)
 {
 	slot_add_counts(slot, ok ? 1 : 0, ok ? 0 : 1);
-	if (error != NULL)
-		slot_note_error(slot, error);
 }
 
 void
@@ -301,14 +301,26 @@ slot_add_counts(int slot, uint64 succeeded, uint64 failed)
 	SpinLockRelease(&s->mutex);
 }
 
+/*
+ * The last error of a process, for jobq.workers: a job's (tube not NULL;
+ * func_name NULL when its body could not be read), whose text may carry
+ * the job's kwargs and is shown only to whom may see the job (admin.c), or
+ * the process's own.  Cut at a character's end, in the database's
+ * encoding, which every reader of the slot shares.
+ */
 void
-slot_note_error(int slot, const char *error)
+slot_note_error(int slot, const char *error, const char *tube, const char *func_name)
 {
 	JobqWorkerSlot *s = &jobq_shared->slots[slot];
 	TimestampTz now = GetCurrentTimestamp();
+	int			len = pg_mbcliplen(error, strlen(error), JOBQ_ERRLEN - 1);
 
 	SpinLockAcquire(&s->mutex);
-	strlcpy(s->last_error, error, sizeof(s->last_error));
+	memcpy(s->last_error, error, len);
+	s->last_error[len] = '\0';
 	s->last_error_at = now;
+	s->last_error_of_job = tube != NULL;
+	strlcpy(s->last_error_tube, tube ? tube : "", sizeof(s->last_error_tube));
+	strlcpy(s->last_error_func, func_name ? func_name : "", sizeof(s->last_error_func));
 	SpinLockRelease(&s->mutex);
 }

@@ -67,8 +67,12 @@ typedef struct JobqWorkerSlot
 	TimestampTz since;			/* when state last changed */
 	uint64		succeeded;
 	uint64		failed;
-	char		last_error[JOBQ_ERRLEN];
+	char		last_error[JOBQ_ERRLEN];	/* cut at a character's end */
 	TimestampTz last_error_at;
+	/* whose error: a job's (its tube, and func_name if its body was read) or the process's own */
+	bool		last_error_of_job;
+	char		last_error_tube[BS_MAX_NAME + 1];
+	char		last_error_func[JOB_MAX_FUNC_NAME + 1];
 } JobqWorkerSlot;
 
 /*
@@ -124,8 +128,9 @@ extern int	slot_pid(int slot);
 extern void slot_read(int slot, JobqWorkerSlot *copy);
 extern void slot_set_state(int slot, JobqWorkerState state, const char *tube,
 						   const char *func_name, uint64 job_id);
-extern void slot_count(int slot, bool ok, const char *error);
+extern void slot_count(int slot, bool ok);
 extern void slot_add_counts(int slot, uint64 succeeded, uint64 failed);
-extern void slot_note_error(int slot, const char *error);
+extern void slot_note_error(int slot, const char *error, const char *tube,
+							const char *func_name);
 
 #endif							/* JOBQ_SHMEM_H */

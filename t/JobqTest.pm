@@ -24,6 +24,7 @@ our @EXPORT = qw(
   bs_port bs_start bs_stop bs_signal bs_refuses bs_answers bs_command bs_stats
   new_node wait_for query query_as sql_ok wait_workers worker_pids log_since
   pid_gone wait_pid_gone wait_log bg_psql bg_running bg_finish
+  sqlstate_of fails_with ok_as su_sql grant_jobq raw_put wait_perl
 );
 
 # PostgreSQL::Test::Cluster->init runs $PG_REGRESS --config-auth
@@ -349,6 +350,88 @@ sub log_since
 {
 	my ($node, $offset) = @_;
 	return PostgreSQL::Test::Utils::slurp_file($node->logfile, $offset || 0);
+}
+
+# ---- roles, errors and raw puts, for the security tests
+
+sub sqlstate_of
+{
+	my ($err) = @_;
+	return $err =~ /ERROR:\s+([0-9A-Z]{5}):/ ? $1 : '';
+}
+
+# $sql as $role must fail with $state
+sub fails_with
+{
+	my ($node, $role, $sql, $state, $name) = @_;
+	my ($rc, $out, $err) = query_as($node, $role, $sql);
+	my $got = $rc == 0 ? 'success' : (sqlstate_of($err) || "rc $rc");
+	is($got, $state, $name) or diag("stderr: $err");
+	return $got eq $state;
+}
+
+# $sql as $role must succeed; returns its output
+sub ok_as
+{
+	my ($node, $role, $sql, $name) = @_;
+	my ($rc, $out, $err) = query_as($node, $role, $sql);
+	ok($rc == 0, $name) or diag("stderr: $err");
+	return $out;
+}
+
+sub su_sql
+{
+	my ($node, $sql) = @_;
+	my ($rc, $out, $err) = query_as($node, undef, $sql);
+	die "query failed (rc $rc): $sql\n$err" if $rc != 0;
+	return $out;
+}
+
+# EXECUTE on every overload of the named functions (signatures may change)
+sub grant_jobq
+{
+	my ($node, $role, @names) = @_;
+	my $list = join(', ', map { "'$_'" } @names);
+	su_sql($node, qq{
+DO \$\$
+DECLARE f regprocedure;
+BEGIN
+  FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+            WHERE p.proname::text OPERATOR(pg_catalog.=) ANY (ARRAY[$list])
+              AND p.pronamespace OPERATOR(pg_catalog.=) 'public'::regnamespace
+  LOOP
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', f, '$role');
+  END LOOP;
+END
+\$\$});
+}
+
+# a raw put of $body into $tube, on one connection; returns the job id
+sub raw_put
+{
+	my ($port, $tube, $body, $ttr) = @_;
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp')
+	  or die "connect: $!";
+	binmode($s);
+	print $s "use $tube\r\n";
+	my $l = <$s>;
+	die "use $tube: $l" unless $l eq "USING $tube\r\n";
+	print $s 'put 0 0 ' . ($ttr || 60) . ' ' . length($body) . "\r\n$body\r\n";
+	my $r = <$s>;
+	close($s);
+	return ($r // '') =~ /^INSERTED (\d+)\r\n$/ ? $1 : undef;
+}
+
+sub wait_perl
+{
+	my ($cond, $secs) = @_;
+	my $deadline = time + $secs;
+	while (time < $deadline)
+	{
+		return 1 if $cond->();
+		usleep(100_000);
+	}
+	return $cond->() ? 1 : 0;
 }
 
 END

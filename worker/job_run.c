@@ -274,7 +274,8 @@ record_failure(const BatchJob *bj, const JobBody *body, bool keep_raw)
 	f.job_id = body && body->has_id ? &body->id : NULL;
 	f.bs_id = bj->job.id;
 	f.server = pool->conns[bj->server]->server;
-	f.tube = body ? body->tube : NULL;
+	/* an unreadable body: the tube it was reserved from, so it can be found */
+	f.tube = body ? body->tube : bj->facts.tube;
 	f.func_name = body ? body->func_name : NULL;
 	f.kwargs = body ? body->kwargs : NULL;
 	f.raw_body = keep_raw ? bj->job.body : NULL;
@@ -575,6 +576,36 @@ call_restricted(const Handler *h, const JobBody *body, uint64 ttr_ms)
 }
 
 /*
+ * random() draws from a generator of the session, which setseed() sets: a
+ * handler could set it, or work its state out from the values it draws,
+ * and know what the next job, another role's, will draw.  Every job starts
+ * from a seed of its own from a strong source, as a new session does; the
+ * seeds are drawn SEED_BATCH at a time (one call into OpenSSL per batch).
+ */
+#define SEED_BATCH	64
+
+static void
+reseed_random(void)
+{
+	static uint64 seeds[SEED_BATCH];
+	static int	used = SEED_BATCH;
+	double		seed;
+
+	if (used == SEED_BATCH)
+	{
+		if (!pg_strong_random(seeds, sizeof(seeds)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random values")));
+		used = 0;
+	}
+	/* 53 random bits as a double in [-1, 1), what setseed takes */
+	seed = (double) (seeds[used] >> 11) / (double) (UINT64CONST(1) << 53) * 2.0 - 1.0;
+	seeds[used++] = 0;
+	(void) DirectFunctionCall1(setseed, Float8GetDatum(seed));
+}
+
+/*
  * What a job may have left in the session or the transaction that the GUC
  * nest level does not cover; each step costs nothing when there is nothing
  * to undo.
@@ -590,6 +621,7 @@ session_reset(void)
 	DropAllPreparedStatements();
 	Async_UnlistenAll();
 	AtEOXact_LargeObject(true); /* open descriptors, as at commit */
+	reseed_random();
 }
 
 /*
@@ -762,6 +794,9 @@ job_run(BatchJob *bj)
 		if (bj->final_failure)
 			record_failure(bj, decoded ? &body : NULL, !decoded);
 		bj->out.message = MemoryContextStrdup(ctx, bj->out.message);
+		/* whose error it is, for who may read it in jobq.workers */
+		if (decoded)
+			bj->out.func_name = MemoryContextStrdup(ctx, body.func_name);
 	}
 	MemoryContextSwitchTo(ctx);
 }

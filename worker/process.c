@@ -42,7 +42,9 @@ on_exit_detach(int code, Datum arg)
  * session there starts with.  None of them may steer jobq's own SQL or stop
  * the workers: these session values override them.  search_path is pinned
  * for jobq's SQL; handlers get their own in a GUC nest level of each job
- * (worker.c), which also undoes whatever a handler sets.
+ * (worker.c), which also undoes whatever a handler sets.  jobq's own
+ * settings attached to the database or a role are refused as they are
+ * applied (jobq_setting_source_ok).
  */
 static void
 worker_session_settings(void)
@@ -96,6 +98,8 @@ worker_startup(int slot, const char *what)
 			proc_exit(0);
 		}
 	}
+	/* database and role settings of jobq.* are refused from now on (jobq.c) */
+	jobq_background_process = true;
 	BackgroundWorkerInitializeConnection(worker_database, NULL, 0);
 	worker_session_settings();
 	pgstat_report_appname(what);
@@ -210,7 +214,7 @@ worker_report_error(int slot, const char *what, bool *in_outage)
 				 connection ? errhint("Retrying; the next message says when beanstalkd answers again.") : 0));
 	if (connection)
 		*in_outage = true;
-	slot_note_error(slot, edata->message);
+	slot_note_error(slot, edata->message, NULL, NULL);
 	slot_set_state(slot, connection ? JOBQ_STATE_WAITING_BEANSTALKD : JOBQ_STATE_RECOVERING,
 				   NULL, NULL, 0);
 	code = edata->sqlerrcode;

@@ -457,6 +457,27 @@ read_from_server(BeanstalkConn *conn, void *arg)
 }
 
 /*
+ * Why a row may not be sent at all, or NULL.  Only a row written by hand
+ * (or by SQL, as the upgrade scripts do) can fail this: jobq_put checks the
+ * same.  A tube that is no tube name could be another command on the wire,
+ * and a number out of beanstalkd's range gets BAD_FORMAT, after which the
+ * body would be read as a command: neither may reach the server.
+ */
+static char *
+row_invalid(const PackedJob *job)
+{
+	if (!bs_tube_name_ok(job->tube))
+		return psprintf("invalid tube name \"%s\"", job->tube);
+	if (job->priority < 0 || (uint64) job->priority > BS_MAX_UINT32)
+		return psprintf("priority " INT64_FORMAT " is out of range", job->priority);
+	if (job->delay < 0 || (uint64) job->delay > BS_MAX_UINT32)
+		return psprintf("delay of " INT64_FORMAT " s is out of range", job->delay);
+	if (job->ttr < 0 || (uint64) job->ttr > BS_MAX_UINT32)
+		return psprintf("ttr of " INT64_FORMAT " s is out of range", job->ttr);
+	return NULL;
+}
+
+/*
  * Every row into beanstalkd, or refused.  Each row is placed on its server
  * (pool.c); the puts of every server go out before any reply is read.  A
  * server that fails part way is left out for the rest of the batch and its
@@ -473,11 +494,10 @@ send_rows(OutboxRow *rows, int n)
 	for (int i = 0; i < n; i++)
 	{
 		rows[i].server = -1;
-		/* a hand-written row's tube could be another command */
-		if (!bs_tube_name_ok(rows[i].job.tube))
+		rows[i].refused = row_invalid(&rows[i].job);
+		if (rows[i].refused != NULL)
 		{
 			rows[i].refused_code = "22023";
-			rows[i].refused = psprintf("invalid tube name \"%s\"", rows[i].job.tube);
 			rows[i].done = true;
 		}
 	}

@@ -596,16 +596,17 @@ settle_on_server(BeanstalkConn *c, void *arg)
 			continue;
 		(void) bs_read_settle_reply(c, settle_of(bj));
 		if (bj->out.ok)
-			slot_count(my_slot, true, NULL);
+			slot_count(my_slot, true);
 		else if (bj->final_failure)
 		{
-			slot_count(my_slot, false, bj->out.message);
+			slot_count(my_slot, false);
+			slot_note_error(my_slot, bj->out.message, bj->facts.tube, bj->out.func_name);
 			ereport(LOG,
 					(errmsg("jobq: job " UINT64_FORMAT " of beanstalkd at %s buried after %d attempt(s): %s",
 							bj->job.id, c->server, bj->facts.attempt, bj->out.message)));
 		}
 		else
-			slot_note_error(my_slot, bj->out.message);
+			slot_note_error(my_slot, bj->out.message, bj->facts.tube, bj->out.func_name);
 	}
 	if (ss->prefetch > 0)
 	{

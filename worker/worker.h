@@ -50,6 +50,7 @@ typedef struct Outcome
 	bool		bury_now;		/* not worth retrying: no handler */
 	char		sqlstate[6];
 	char	   *message;
+	char	   *func_name;		/* of the job, once its body was read; else NULL */
 	int			max_attempts;
 	int64		backoff_ms;
 } Outcome;
