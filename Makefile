@@ -42,7 +42,8 @@ EXTENSION = jobq
 # the version is jobq.control's default_version; META.json must agree
 # (make check-version)
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(srcdir)/jobq.control)
-DATA = sql/jobq--1.0.sql sql/jobq--1.0--1.1.sql sql/jobq--1.1--1.2.sql sql/jobq--1.2--1.3.sql
+DATA = sql/jobq--1.0.sql sql/jobq--1.0--1.1.sql sql/jobq--1.1--1.2.sql sql/jobq--1.2--1.3.sql \
+       sql/jobq--1.3--1.4.sql
 PGFILEDESC = "jobq - beanstalkd job queue for PostgreSQL"
 
 REGRESS = setup put_now admin workers dispatch outbox trigger security pool

@@ -83,5 +83,10 @@ _PG_init(void)
 	launcher_init_gucs();
 	MarkGUCPrefixReserved("jobq");
 	shmem_install_hooks();
-	launcher_register();
+	/*
+	 * pg_upgrade runs both servers in binary-upgrade mode: nothing may
+	 * send, run or prune jobs then (pg_cron does the same).
+	 */
+	if (!IsBinaryUpgrade)
+		launcher_register();
 }

@@ -62,6 +62,7 @@ static MemoryContext acl_cxt = NULL;
 static bool acl_callback_registered = false;
 static SPIPlanPtr acl_plan = NULL;
 static bool acl_plan_has_producers;
+static bool acl_plan_by_name;
 static Oid	acl_handlers_relid = InvalidOid;
 static uint64 acl_generation = 0;	/* bumped by every invalidation */
 
@@ -115,6 +116,7 @@ acl_load(const char *tube, const char *func_name, AclEntry *entry)
 	OwnerContext owner;
 	MemoryContext cxt = CurrentMemoryContext;
 	bool		has_producers;
+	bool		by_name;
 	int			rc;
 
 	values[0] = CStringGetTextDatum(tube);
@@ -122,8 +124,9 @@ acl_load(const char *tube, const char *func_name, AclEntry *entry)
 	schema_become_owner(&owner);
 	acl_handlers_relid = get_relname_relid("handlers", get_namespace_oid("jobq", false));
 	has_producers = acl_schema_has_producers();
+	by_name = schema_handlers_by_name();
 	SPI_connect();
-	if (acl_plan != NULL && acl_plan_has_producers != has_producers)
+	if (acl_plan != NULL && (acl_plan_has_producers != has_producers || acl_plan_by_name != by_name))
 	{
 		SPI_freeplan(acl_plan);
 		acl_plan = NULL;
@@ -132,14 +135,17 @@ acl_load(const char *tube, const char *func_name, AclEntry *entry)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
 
-		acl_plan = schema_keep_plan(psprintf("SELECT run_as::pg_catalog.oid, %s "
+		/* roles by name (1.4) resolve now; one that no longer exists is NULL */
+		acl_plan = schema_keep_plan(psprintf("SELECT %s, %s "
 											 "FROM jobq.handlers "
 											 "WHERE tube OPERATOR(pg_catalog.=) $1 "
 											 "AND func_name OPERATOR(pg_catalog.=) $2",
-											 has_producers ? "producers::pg_catalog.oid[]"
+											 schema_role_oid_sql("run_as"),
+											 has_producers ? schema_role_oids_sql("producers")
 											 : "NULL::pg_catalog.oid[]"),
 									2, types);
 		acl_plan_has_producers = has_producers;
+		acl_plan_by_name = by_name;
 	}
 	/*
 	 * The latest committed state, not the caller's snapshot: a repeatable
@@ -162,6 +168,8 @@ acl_load(const char *tube, const char *func_name, AclEntry *entry)
 
 		entry->run_as = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 													   SPI_tuptable->tupdesc, 1, &isnull));
+		if (isnull)
+			entry->run_as = InvalidOid;
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 		if (!isnull)
 		{

@@ -91,23 +91,26 @@ check_may_replace(Oid caller, const char *tube, const char *func_name)
 
 	values[0] = CStringGetTextDatum(tube);
 	values[1] = CStringGetTextDatum(func_name);
-	rc = SPI_execute_with_args("SELECT run_as::pg_catalog.oid FROM jobq.handlers "
-							   "WHERE tube OPERATOR(pg_catalog.=) $1 "
-							   "AND func_name OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+	rc = SPI_execute_with_args(psprintf("SELECT %s, run_as::pg_catalog.text FROM jobq.handlers "
+										"WHERE tube OPERATOR(pg_catalog.=) $1 "
+										"AND func_name OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+										schema_role_oid_sql("run_as")),
 							   2, types, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "jobq: registry lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 1)
 	{
-		bool		isnull;
-		Oid			owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc, 1, &isnull));
+		bool		missing;
+		Datum		owner = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &missing);
 
-		if (!is_member_of_role(caller, owner))
+		/* a run_as dropped or renamed since: only a superuser may take it over */
+		if (missing ? !superuser_arg(caller) : !is_member_of_role(caller, DatumGetObjectId(owner)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("handler for func_name \"%s\" on tube \"%s\" belongs to role \"%s\"",
-							func_name, tube, GetUserNameFromId(owner, true)),
+							func_name, tube, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2)),
+					 missing ?
+					 errhint("That role no longer exists: only a superuser can replace or remove the registration.") :
 					 errhint("Only members of that role can replace, remove or grant it.")));
 		return true;
 	}
@@ -138,13 +141,15 @@ static void
 upsert_handler(const char *tube, const char *func_name, Oid handler,
 			   const char *library, const char *symbol, HandlerOptions *opt)
 {
-	Oid			types[9] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, OIDOID,
-	INT4OID, INTERVALOID, INTERVALOID};
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[10] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, OIDOID,
+	INT4OID, INTERVALOID, INTERVALOID, OIDOID};
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			caller = GetUserId();
 	OwnerContext owner;
 	int			rc;
+	bool		by_name;
+	char	   *same_run_as;
 
 	values[0] = CStringGetTextDatum(tube);
 	values[1] = CStringGetTextDatum(func_name);
@@ -160,6 +165,7 @@ upsert_handler(const char *tube, const char *func_name, Oid handler,
 	nulls[7] = opt->backoff ? ' ' : 'n';
 	values[8] = opt->timeout ? IntervalPGetDatum(opt->timeout) : (Datum) 0;
 	nulls[8] = opt->timeout ? ' ' : 'n';
+	values[9] = ObjectIdGetDatum(caller);
 
 	(void) registry_begin(caller, tube, func_name, &owner);
 	/*
@@ -169,31 +175,34 @@ upsert_handler(const char *tube, const char *func_name, Oid handler,
 	 * A new run_as starts with no producers and a new registered_at (jobs
 	 * put before it are not run, see worker.c).
 	 */
+	by_name = schema_handlers_by_name();
+	same_run_as = psprintf("%s OPERATOR(pg_catalog.=) %s", schema_role_oid_sql("h.run_as"),
+						   schema_role_oid_sql("excluded.run_as"));
 	rc = SPI_execute_with_args(psprintf("INSERT INTO jobq.handlers AS h "
 										"(tube, func_name, handler, library, symbol, run_as, "
 										" max_attempts, backoff, timeout, registered_by) "
-										"VALUES ($1, $2, $3::pg_catalog.regprocedure, $4, $5, "
-										"        $6::pg_catalog.regrole, $7, "
-										"        COALESCE($8, '1 s'::pg_catalog.interval), $9, "
-										"        %u::pg_catalog.oid::pg_catalog.regrole) "
+										"VALUES ($1, $2, %s, $4, $5, %s, $7, "
+										"        COALESCE($8, '1 s'::pg_catalog.interval), $9, %s) "
 										"ON CONFLICT (tube, func_name) DO UPDATE SET "
 										" handler = excluded.handler, library = excluded.library, "
 										" symbol = excluded.symbol, run_as = excluded.run_as, "
 										" max_attempts = excluded.max_attempts, backoff = excluded.backoff, "
 										" timeout = excluded.timeout, registered_by = excluded.registered_by, "
 										"%s"
-										" registered_at = CASE WHEN h.run_as::pg_catalog.oid OPERATOR(pg_catalog.=) "
-										"   excluded.run_as::pg_catalog.oid THEN h.registered_at "
+										" registered_at = CASE WHEN %s THEN h.registered_at "
 										"   ELSE pg_catalog.now() END "
-										"WHERE pg_catalog.pg_has_role(%u::pg_catalog.oid, "
-										"      h.run_as::pg_catalog.oid, 'MEMBER')",
-										caller,
+										"WHERE %s",
+										/* the signature, printed with the owner's pinned search_path */
+										by_name ? "$3::pg_catalog.regprocedure::pg_catalog.text"
+										: "$3::pg_catalog.regprocedure",
+										schema_role_value_sql(6), schema_role_value_sql(10),
 										acl_schema_has_producers()
-										? " producers = CASE WHEN h.run_as::pg_catalog.oid OPERATOR(pg_catalog.=) "
-										"   excluded.run_as::pg_catalog.oid THEN h.producers ELSE '{}' END, "
+										? psprintf(" producers = CASE WHEN %s THEN h.producers ELSE '{}' END, ",
+												   same_run_as)
 										: "",
-										caller),
-							   9, types, values, nulls, false, 0);
+										same_run_as,
+										schema_member_sql(caller, "h.run_as")),
+							   10, types, values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "jobq: registry insert failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed != 1)
@@ -333,9 +342,8 @@ jobq_unregister(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(func_name);
 	(void) registry_begin(caller, tube, func_name, &owner);
 	rc = SPI_execute_with_args(psprintf("DELETE FROM jobq.handlers WHERE tube OPERATOR(pg_catalog.=) $1 "
-										"AND func_name OPERATOR(pg_catalog.=) $2 "
-										"AND pg_catalog.pg_has_role(%u::pg_catalog.oid, "
-										"    run_as::pg_catalog.oid, 'MEMBER')", caller),
+										"AND func_name OPERATOR(pg_catalog.=) $2 AND %s",
+										schema_member_sql(caller, "run_as")),
 							   2, types, values, NULL, false, 0);
 	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "jobq: registry delete failed: %s", SPI_result_code_string(rc));
@@ -352,36 +360,40 @@ jobq_unregister(PG_FUNCTION_ARGS)
 static bool
 set_producer(const char *tube, const char *func_name, Oid role, bool grant)
 {
-	Oid			types[4] = {TEXTOID, TEXTOID, OIDOID, OIDOID};
-	Datum		values[4];
+	Oid			types[3] = {TEXTOID, TEXTOID, OIDOID};
+	Datum		values[3];
 	Oid			caller = GetUserId();
 	OwnerContext owner;
 	int			rc;
 	bool		changed;
+	char	   *sql;
 
 	job_check_tube(tube);
 	job_check_func_name(func_name);
 	values[0] = CStringGetTextDatum(tube);
 	values[1] = CStringGetTextDatum(func_name);
 	values[2] = ObjectIdGetDatum(role);
-	values[3] = ObjectIdGetDatum(caller);
 	if (!registry_begin(caller, tube, func_name, &owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("no handler is registered for func_name \"%s\" on tube \"%s\"",
 						func_name, tube)));
-	rc = SPI_execute_with_args(grant
-							   ? "UPDATE jobq.handlers SET producers = "
-							   "pg_catalog.array_append(producers, $3::pg_catalog.regrole) "
-							   "WHERE tube OPERATOR(pg_catalog.=) $1 AND func_name OPERATOR(pg_catalog.=) $2 "
-							   "AND NOT ($3 OPERATOR(pg_catalog.=) ANY (producers::pg_catalog.oid[])) "
-							   "AND pg_catalog.pg_has_role($4, run_as::pg_catalog.oid, 'MEMBER')"
-							   : "UPDATE jobq.handlers SET producers = "
-							   "pg_catalog.array_remove(producers::pg_catalog.oid[], $3)::pg_catalog.regrole[] "
-							   "WHERE tube OPERATOR(pg_catalog.=) $1 AND func_name OPERATOR(pg_catalog.=) $2 "
-							   "AND $3 OPERATOR(pg_catalog.=) ANY (producers::pg_catalog.oid[]) "
-							   "AND pg_catalog.pg_has_role($4, run_as::pg_catalog.oid, 'MEMBER')",
-							   4, types, values, NULL, false, 0);
+	/* a role is in producers once; members of run_as change the list */
+	if (schema_handlers_by_name())
+		sql = psprintf("UPDATE jobq.handlers SET producers = %s "
+					   "WHERE tube OPERATOR(pg_catalog.=) $1 AND func_name OPERATOR(pg_catalog.=) $2 "
+					   "AND %s(pg_catalog.pg_get_userbyid($3) OPERATOR(pg_catalog.=) ANY (producers)) AND %s",
+					   grant ? "pg_catalog.array_append(producers, pg_catalog.pg_get_userbyid($3))"
+					   : "pg_catalog.array_remove(producers, pg_catalog.pg_get_userbyid($3))",
+					   grant ? "NOT " : "", schema_member_sql(caller, "run_as"));
+	else
+		sql = psprintf("UPDATE jobq.handlers SET producers = %s "
+					   "WHERE tube OPERATOR(pg_catalog.=) $1 AND func_name OPERATOR(pg_catalog.=) $2 "
+					   "AND %s($3 OPERATOR(pg_catalog.=) ANY (producers::pg_catalog.oid[])) AND %s",
+					   grant ? "pg_catalog.array_append(producers, $3::pg_catalog.regrole)"
+					   : "pg_catalog.array_remove(producers::pg_catalog.oid[], $3)::pg_catalog.regrole[]",
+					   grant ? "NOT " : "", schema_member_sql(caller, "run_as"));
+	rc = SPI_execute_with_args(sql, 3, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "jobq: registry update failed: %s", SPI_result_code_string(rc));
 	changed = SPI_processed > 0;

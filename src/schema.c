@@ -23,11 +23,14 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/regproc.h"
 #include "utils/syscache.h"
+#include "utils/catcache.h"
 
 #include "schema.h"
 
@@ -107,6 +110,169 @@ schema_func_owner(Oid fn)
 	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
 	ReleaseSysCache(tup);
 	return owner;
+}
+
+/*
+ * How jobq.handlers names functions and roles.  Before 1.4 as reg* values
+ * (oids: pg_upgrade refuses tables with such columns, and pg_dump/restore
+ * gives every function and role a new oid), since 1.4 by name: handler is
+ * the function's signature (schema_function_signature), run_as,
+ * registered_by and producers are role names, resolved when used, as
+ * pg_cron does.  The library serves both until ALTER EXTENSION jobq UPDATE:
+ * the helpers below give the SQL for either.
+ */
+bool
+schema_handlers_by_name(void)
+{
+	Oid			nsp = get_namespace_oid("jobq", false);
+	Oid			rel = get_relname_relid("handlers", nsp);
+	AttrNumber	att = OidIsValid(rel) ? get_attnum(rel, "run_as") : InvalidAttrNumber;
+
+	return att != InvalidAttrNumber && get_atttype(rel, att) == NAMEOID;
+}
+
+/* SQL for the oid of the role in a column of jobq.handlers (NULL: no such role) */
+char *
+schema_role_oid_sql(const char *column)
+{
+	if (schema_handlers_by_name())
+		return psprintf("pg_catalog.to_regrole(pg_catalog.quote_ident(%s))::pg_catalog.oid", column);
+	return psprintf("%s::pg_catalog.oid", column);
+}
+
+/* ... and for the oid[] of the producers column (NULL elements: no such role) */
+char *
+schema_role_oids_sql(const char *column)
+{
+	if (schema_handlers_by_name())
+		return psprintf("ARRAY(SELECT pg_catalog.to_regrole(pg_catalog.quote_ident(p))::pg_catalog.oid "
+						"FROM pg_catalog.unnest(%s) p)", column);
+	return psprintf("%s::pg_catalog.oid[]", column);
+}
+
+/* SQL for the value of a role column, from the oid in parameter $param */
+char *
+schema_role_value_sql(int param)
+{
+	if (schema_handlers_by_name())
+		return psprintf("pg_catalog.pg_get_userbyid($%d)", param);
+	return psprintf("$%d::pg_catalog.regrole", param);
+}
+
+/*
+ * SQL that is true when 'role' is a member of the role in a column; for a
+ * role that no longer exists (dropped or renamed since), true only for
+ * superusers, who are then the only ones to replace or remove it.
+ */
+char *
+schema_member_sql(Oid role, const char *column)
+{
+	return psprintf("COALESCE(pg_catalog.pg_has_role(%u::pg_catalog.oid, %s, 'MEMBER'), %s)",
+					role, schema_role_oid_sql(column), superuser_arg(role) ? "true" : "false");
+}
+
+/*
+ * A function's signature as jobq.handlers keeps it: what regprocedure
+ * prints with search_path pinned, e.g. "public.send_mail(jsonb)" (only
+ * pg_catalog's names go unqualified), so that it reads the same in every
+ * session and after pg_dump or pg_upgrade, which oids do not.
+ */
+char *
+schema_function_signature(Oid fn)
+{
+	int			nest = schema_pin_search_path();
+	char	   *sig = format_procedure(fn);
+
+	schema_unpin_search_path(nest);
+	return sig;
+}
+
+/*
+ * One identifier of a qualified name as quote_identifier writes it, from
+ * *p into out (NAMEDATALEN bytes); false if it is not one.
+ */
+static bool
+signature_ident(const char **p, char *out)
+{
+	const char *s = *p;
+	int			n = 0;
+
+	if (*s == '"')
+	{
+		for (s++;; s++)
+		{
+			if (*s == '\0')
+				return false;
+			if (*s == '"' && s[1] != '"')
+				break;
+			if (*s == '"')
+				s++;
+			if (n == NAMEDATALEN - 1)
+				return false;
+			out[n++] = *s;
+		}
+		s++;
+	}
+	else
+	{
+		while (*s != '\0' && *s != '.' && *s != '(')
+		{
+			if (n == NAMEDATALEN - 1)
+				return false;
+			out[n++] = *s++;
+		}
+	}
+	out[n] = '\0';
+	*p = s;
+	return n > 0;
+}
+
+/*
+ * The function a signature (schema_function_signature) names now, or
+ * InvalidOid if there is none: dropped, renamed, moved to another schema,
+ * or one of its argument types renamed.  Never throws, whatever the text
+ * (jobq.handlers may have been edited by hand): the signature is matched
+ * against those of the functions of that name, not parsed as SQL.
+ */
+Oid
+schema_function_by_signature(const char *signature)
+{
+	const char *p = signature;
+	char		first[NAMEDATALEN];
+	char		second[NAMEDATALEN];
+	const char *nspname = "pg_catalog";
+	const char *proname = first;
+	Oid			nsp;
+	Oid			found = InvalidOid;
+	CatCList   *list;
+
+	if (signature == NULL || !signature_ident(&p, first))
+		return InvalidOid;
+	if (*p == '.')
+	{
+		p++;
+		if (!signature_ident(&p, second))
+			return InvalidOid;
+		nspname = first;
+		proname = second;
+	}
+	if (*p != '(')
+		return InvalidOid;
+	nsp = get_namespace_oid(nspname, true);
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	list = SearchSysCacheList1(PROCNAMEARGSNSP, CStringGetDatum(proname));
+	for (int i = 0; i < list->n_members && !OidIsValid(found); i++)
+	{
+		HeapTuple	tup = &list->members[i]->tuple;
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(tup);
+
+		if (proc->pronamespace == nsp &&
+			strcmp(schema_function_signature(proc->oid), signature) == 0)
+			found = proc->oid;
+	}
+	ReleaseSysCacheList(list);
+	return found;
 }
 
 /* A prepared statement kept for the life of the process (SPI connected). */

@@ -22,6 +22,13 @@ extern Oid	schema_tables_owner(void);
 extern void schema_become_owner(OwnerContext *ctx);
 extern void schema_restore_user(OwnerContext *ctx);
 extern Oid	schema_func_owner(Oid fn);
+extern bool schema_handlers_by_name(void);
+extern char *schema_role_oid_sql(const char *column);
+extern char *schema_role_oids_sql(const char *column);
+extern char *schema_role_value_sql(int param);
+extern char *schema_member_sql(Oid role, const char *column);
+extern char *schema_function_signature(Oid fn);
+extern Oid	schema_function_by_signature(const char *signature);
 extern SPIPlanPtr schema_keep_plan(const char *sql, int nargs, Oid *types);
 extern SPIPlanPtr schema_keep_plan_opts(const char *sql, int nargs, Oid *types,
 										int cursor_options);

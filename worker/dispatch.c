@@ -56,6 +56,7 @@ static HTAB *call_cache = NULL;
 static bool call_cache_stale = false;	/* a function changed: start over */
 static bool proc_callback_registered = false;
 static SPIPlanPtr lookup_plan = NULL;
+static bool lookup_plan_by_name;
 
 static bool dispatch_lookup_uncached(const char *tube, const char *func_name, Handler *h);
 
@@ -161,8 +162,10 @@ lookup_remember(const char *tube, const char *func_name, bool found, const Handl
 	if (found)
 	{
 		l->h = *h;
+		l->h.signature = h->signature ? pstrdup(h->signature) : NULL;
 		l->h.library = h->library ? pstrdup(h->library) : NULL;
 		l->h.symbol = h->symbol ? pstrdup(h->symbol) : NULL;
+		l->h.run_as_name = h->run_as_name ? pstrdup(h->run_as_name) : NULL;
 	}
 	lookups = lappend(lookups, l);
 	MemoryContextSwitchTo(old);
@@ -201,17 +204,33 @@ dispatch_lookup_uncached(const char *tube, const char *func_name, Handler *h)
 	bool		isnull;
 	Datum		d;
 	int			rc;
+	bool		by_name;
 
+	by_name = schema_handlers_by_name();
+	if (lookup_plan != NULL && lookup_plan_by_name != by_name)
+	{
+		SPI_freeplan(lookup_plan);
+		lookup_plan = NULL;
+	}
 	if (lookup_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
 
-		lookup_plan = schema_keep_plan("SELECT handler::pg_catalog.oid, library, symbol, "
-									   "run_as::pg_catalog.oid, max_attempts, backoff, timeout, "
-									   "registered_by::pg_catalog.oid, registered_at "
-									   "FROM jobq.handlers WHERE tube OPERATOR(pg_catalog.=) $1 "
-									   "AND func_name OPERATOR(pg_catalog.=) $2",
+		/*
+		 * The function and the roles as they are named now (schema.c): a
+		 * function or role dropped or renamed since the registration comes
+		 * back as NULL, and the job is refused (job_run.c).  Before 1.4
+		 * handler is a regprocedure, which prints as the same signature.
+		 */
+		lookup_plan = schema_keep_plan(psprintf("SELECT handler::pg_catalog.text, library, symbol, "
+												"%s, max_attempts, backoff, timeout, %s, registered_at, "
+												"run_as::pg_catalog.text "
+												"FROM jobq.handlers WHERE tube OPERATOR(pg_catalog.=) $1 "
+												"AND func_name OPERATOR(pg_catalog.=) $2",
+												schema_role_oid_sql("run_as"),
+												schema_role_oid_sql("registered_by")),
 									   2, types);
+		lookup_plan_by_name = by_name;
 	}
 	values[0] = CStringGetTextDatum(tube);
 	values[1] = CStringGetTextDatum(func_name);
@@ -226,17 +245,20 @@ dispatch_lookup_uncached(const char *tube, const char *func_name, Handler *h)
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	d = SPI_getbinval(tup, desc, 1, &isnull);
-	h->fn = isnull ? InvalidOid : DatumGetObjectId(d);
+	h->signature = SPI_getvalue(tup, desc, 1);
+	h->fn = schema_function_by_signature(h->signature);
 	h->library = SPI_getvalue(tup, desc, 2);
 	h->symbol = SPI_getvalue(tup, desc, 3);
-	h->run_as = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	h->run_as = isnull ? InvalidOid : DatumGetObjectId(d);
 	h->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
 	h->backoff_ms = interval_ms(SPI_getbinval(tup, desc, 6, &isnull));
 	d = SPI_getbinval(tup, desc, 7, &isnull);
 	h->timeout_ms = isnull ? 0 : interval_ms(d);
-	h->registered_by = DatumGetObjectId(SPI_getbinval(tup, desc, 8, &isnull));
+	d = SPI_getbinval(tup, desc, 8, &isnull);
+	h->registered_by = isnull ? InvalidOid : DatumGetObjectId(d);
 	h->registered_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
+	h->run_as_name = SPI_getvalue(tup, desc, 10);
 	SPI_freetuptable(SPI_tuptable);
 	return true;
 }

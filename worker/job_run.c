@@ -319,14 +319,24 @@ handler_rights_hold(const Handler *h, Outcome *out)
 	const char *why = NULL;
 	Oid			fn_owner = OidIsValid(h->fn) ? schema_func_owner(h->fn) : InvalidOid;
 
-	if (OidIsValid(h->fn) && !OidIsValid(fn_owner))
+	/* jobq.handlers names them: dropped or renamed since, they are gone */
+	if (h->signature != NULL && !OidIsValid(fn_owner))
 	{
 		set_outcome_rejected(out, "42883",
-							 psprintf("handler function with OID %u does not exist: it was dropped after registration",
-									  h->fn));
+							 psprintf("handler function %s does not exist: it was dropped or renamed after registration",
+									  h->signature));
 		return false;
 	}
-	if (!OidIsValid(h->fn))
+	if (!OidIsValid(h->run_as))
+	{
+		set_outcome_rejected(out, "42704",
+							 psprintf("role \"%s\" that the handler runs as does not exist: it was dropped or renamed after registration",
+									  h->run_as_name));
+		return false;
+	}
+	if (!OidIsValid(h->registered_by))
+		why = "the role that registered the handler no longer exists";
+	else if (h->signature == NULL)
 	{
 		if (!superuser_arg(h->registered_by))
 			why = "the role that registered this C handler is no longer a superuser";
