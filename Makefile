@@ -7,7 +7,11 @@
 #                          BSPORT = the port of the beanstalkd its
 #                          jobq.servers names (on 127.0.0.1); `setup` runs
 #                          first, the others in any order
-#                          (make installcheck REGRESS="setup dispatch")
+#                          (make installcheck REGRESS="setup dispatch");
+#                          then the TAP files of t/, which start clusters and
+#                          beanstalkd servers of their own (not as root;
+#                          PROVE_TESTS="t/013_backups_upgrades.pl" picks some,
+#                          TAP_TESTS= leaves them out)
 #   make test              everything, regression and TAP, with servers of
 #                          its own (scripts/test.sh)
 #   make check-version     META.json's versions start with jobq.control's
@@ -17,6 +21,8 @@ MODULE_big = jobq
 OBJS = \
 	src/jobq.o \
 	src/shmem.o \
+	src/databases.o \
+	src/settings.o \
 	src/schema.o \
 	src/signing.o \
 	src/producer_acl.o \
@@ -48,6 +54,8 @@ PGFILEDESC = "jobq - beanstalkd job queue for PostgreSQL"
 
 REGRESS = setup put_now admin workers dispatch outbox trigger security pool
 REGRESS_OPTS = --use-existing
+TAP_TESTS = 1
+PROVE_FLAGS = -I t
 
 SHLIB_LINK += -ljansson
 PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/worker

@@ -47,7 +47,7 @@ TESTS=(${JOBQ_TESTS:-$(make -s -C "$JOBQ_ROOT" PG_CONFIG="$PG_CONFIG" print-REGR
 say "pg_regress (make installcheck): ${TESTS[*]}"
 rm -rf "$JOBQ_ROOT/results" "$JOBQ_ROOT/regression.diffs" "$JOBQ_ROOT/regression.out"
 set +e
-make -C "$JOBQ_ROOT" -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="${TESTS[*]}" \
+make -C "$JOBQ_ROOT" -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="${TESTS[*]}" TAP_TESTS= \
     PGHOST="$WORKDIR" PGPORT="$PGPORT" PGUSER=postgres PGDATABASE="$DBNAME" BSPORT="$BSPORT"
 rc=$?
 set -e

@@ -220,3 +220,12 @@ SELECT wait_for($$SELECT ready = 1 FROM jobq_tubes() WHERE tube = 't_ob_after_ba
 SELECT sqlstate, message, source, tube FROM jobq.failed
  WHERE source = 'relay' AND sqlstate IN ('22P03', '22023') ORDER BY id;
 SELECT count(*) AS outbox_left FROM jobq.outbox_packs;
+
+-- jobq's own writes check the outbox table's constraints, one an
+-- administrator added included
+\set VERBOSITY terse
+ALTER TABLE jobq.outbox_packs ADD CONSTRAINT outbox_small CHECK (pg_catalog.octet_length(packed) < 200);
+SELECT jobq_put('t_ob_check', 'f', jsonb_build_object('pad', repeat('x', 500)));
+SELECT count(*) AS packs_left FROM jobq.outbox_packs;
+ALTER TABLE jobq.outbox_packs DROP CONSTRAINT outbox_small;
+\set VERBOSITY default

@@ -110,3 +110,18 @@ ALTER TABLE typed_rows RENAME COLUMN t TO "t ""renamed""";
 INSERT INTO typed_rows (id, "t ""renamed""") VALUES (4, 'after');
 SELECT * FROM pg_temp.bodies_match() WHERE id = 4;
 ROLLBACK;
+
+-- numbers no double holds (a 400-digit numeric, in a column and an array)
+-- reach the handler exactly
+CREATE TABLE big_numbers (id int, n numeric, arr numeric[]);
+CREATE FUNCTION on_big(kw jsonb) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO public.results (func, args) VALUES ('on_big', kw->'new')
+$$;
+SELECT jobq_register('t_trg_big', 'on_big');
+CREATE TRIGGER big_numbers_jobs AFTER INSERT ON big_numbers
+    FOR EACH ROW EXECUTE FUNCTION jobq_enqueue('t_trg_big', 'on_big');
+INSERT INTO big_numbers VALUES (1, repeat('9', 400)::numeric, ARRAY[-(repeat('7', 400)::numeric)]);
+SELECT wait_for($$SELECT count(*) = 1 FROM results WHERE func = 'on_big'$$);
+SELECT (args->>'n')::numeric = repeat('9', 400)::numeric AS n_exact,
+       (args->'arr'->>0)::numeric = -(repeat('7', 400)::numeric) AS arr_exact
+  FROM results WHERE func = 'on_big';

@@ -93,7 +93,7 @@ yaml_foreach(char *yaml, yaml_pair_cb cb, void *arg)
 static void
 for_each_server(PoolFn fn, void *arg)
 {
-	BsPool	   *pool = bs_backend_pool();
+	BsPool	   *pool = pool_backend();
 	int			answered = 0;
 
 	if (pool->n == 1)
@@ -128,7 +128,7 @@ for_each_server(PoolFn fn, void *arg)
 static BeanstalkConn *
 job_server_arg(FunctionCallInfo fcinfo, int argno)
 {
-	BsPool	   *pool = bs_backend_pool();
+	BsPool	   *pool = pool_backend();
 	char	   *server;
 	BeanstalkConn *conn;
 

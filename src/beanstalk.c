@@ -33,9 +33,8 @@
 
 #include "beanstalk.h"
 #include "jobq.h"
-#include "pool.h"
+#include "settings.h"
 
-char	   *jobq_servers = NULL;
 int			jobq_connect_timeout = 2000;
 int			jobq_io_timeout = 5000;
 
@@ -103,21 +102,9 @@ static const struct
 	{MSG_DRAINING, ERRCODE_CANNOT_CONNECT_NOW},
 };
 
-static BsPool *backend_pool = NULL;
-
-static bool servers_check_hook(char **newval, void **extra, GucSource source);
-static void servers_assign_hook(const char *newval, void *extra);
-
 void
 beanstalk_init_gucs(void)
 {
-	DefineCustomStringVariable("jobq.servers",
-							   "beanstalkd servers, as host:port[,host:port...].",
-							   "Producers spread jobs over them and fail over; workers reserve from all of them.",
-							   &jobq_servers,
-							   "127.0.0.1:11300",
-							   PGC_SUSET, 0,
-							   servers_check_hook, servers_assign_hook, NULL);
 	DefineCustomIntVariable("jobq.connect_timeout",
 							"Time allowed to connect to beanstalkd.",
 							NULL,
@@ -238,34 +225,6 @@ bs_split_servers(const char *list, char names[][BS_MAX_SERVER], char **detail)
 			return n;
 		p++;					/* the comma */
 	}
-}
-
-static bool
-servers_check_hook(char **newval, void **extra, GucSource source)
-{
-	char		(*names)[BS_MAX_SERVER];
-	char	   *detail;
-	int			n;
-
-	if (!jobq_setting_source_ok(source))
-		return false;
-	names = palloc(sizeof(char[BS_MAX_SERVERS][BS_MAX_SERVER]));
-	n = bs_split_servers(*newval, names, &detail);
-	pfree(names);
-	if (n < 0)
-	{
-		GUC_check_errdetail("%s", detail);
-		return false;
-	}
-	return true;
-}
-
-static void
-servers_assign_hook(const char *newval, void *extra)
-{
-	/* the next request of this backend goes to the new servers */
-	if (backend_pool != NULL)
-		pool_set_servers(backend_pool, newval);
 }
 
 /*
@@ -1564,18 +1523,4 @@ bs_yaml_get(const char *yaml, const char *key)
 			p++;
 	}
 	return NULL;
-}
-
-/* The backend's pool of persistent connections, created on first use. */
-BsPool *
-bs_backend_pool(void)
-{
-	if (backend_pool == NULL)
-	{
-		BsPool	   *pool = MemoryContextAllocZero(TopMemoryContext, sizeof(BsPool));
-
-		pool_init(pool, jobq_servers, NULL, TopMemoryContext);
-		backend_pool = pool;
-	}
-	return backend_pool;
 }

@@ -148,9 +148,6 @@ extern char *bs_stats_job(BeanstalkConn *conn, uint64 id, size_t *len);
 extern char *bs_list_tubes(BeanstalkConn *conn, size_t *len);
 extern bool bs_pause_tube(BeanstalkConn *conn, const char *tube, uint64 delay);
 
-/* the per-backend pool of connections used by SQL functions (pool.h) */
-struct BsPool;
-extern struct BsPool *bs_backend_pool(void);
 extern bool bs_server_trouble(int sqlerrcode);
 
 /* YAML produced by stats commands: "key: value" lines */

@@ -84,27 +84,12 @@ failed_kwargs_of_body(const char *body, size_t len)
 	return kwargs;
 }
 
-/*
- * Whether jobq.failed has the column "server" (1.3): until ALTER EXTENSION
- * jobq UPDATE, the new library writes and reads the table of the old
- * version.  Looked at on every write (a syscache lookup; failures are rare)
- * so that an update in a process's lifetime is seen.
- */
-static bool
-failed_has_server(void)
-{
-	Oid			nsp = get_namespace_oid("jobq", false);
-	Oid			rel = get_relname_relid("failed", nsp);
-
-	return OidIsValid(rel) && get_attnum(rel, "server") != InvalidAttrNumber;
-}
-
 /* Write one row of jobq.failed, in the caller's transaction and SPI connection. */
 void
 failed_record(const FailedJob *f)
 {
 	static bool plan_has_server = false;
-	bool		has_server = failed_has_server();
+	bool		has_server = (schema_version() >= JOBQ_SCHEMA_1_3);
 	Datum		values[13];
 	char		nulls[13];
 	int			rc;
@@ -208,7 +193,7 @@ retry_row(Oid caller, SPITupleTable *tt, uint64 row)
 	/* the buried original, if it is still there and still this job */
 	bs_id = SPI_getbinval(tup, desc, 3, &bs_id_null);
 	server = SPI_getvalue(tup, desc, 9);
-	conn = bs_id_null ? NULL : pool_conn_of(bs_backend_pool(), server);
+	conn = bs_id_null ? NULL : pool_conn_of(pool_backend(), server);
 	if (conn != NULL)
 	{
 		BsJob		job;
@@ -234,7 +219,7 @@ retry_where(const char *where, Datum arg, Oid argtype)
 	schema_become_owner(&owner);
 	rc = SPI_execute_with_args(psprintf("DELETE FROM jobq.failed WHERE %s "
 										"RETURNING id, job_id, bs_id, tube, func_name, kwargs, priority, ttr, %s",
-										where, failed_has_server() ? "server" : "NULL::pg_catalog.text"),
+										where, (schema_version() >= JOBQ_SCHEMA_1_3) ? "server" : "NULL::pg_catalog.text"),
 							   1, &argtype, &arg, NULL, false, 0);
 	if (rc != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "jobq: failed-job lookup failed: %s", SPI_result_code_string(rc));

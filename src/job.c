@@ -70,20 +70,6 @@ job_check_func_name(const char *func_name)
 				 errdetail("A func_name is printable text: no byte below 0x20, and no 0x7f.")));
 }
 
-/* no control characters: a func_name ends up in log lines and messages */
-bool
-job_func_name_printable(const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-	{
-		unsigned char c = (unsigned char) s[i];
-
-		if (c < 0x20 || c == 0x7f)
-			return false;
-	}
-	return true;
-}
-
 /*
  * An interval as microseconds, saturating at the int64 range instead of
  * overflowing (a month counts 30 days, as interval arithmetic does).

@@ -18,6 +18,20 @@
 #include "job.h"
 #include "job_json.h"
 
+/* no control characters: a func_name ends up in log lines and messages */
+bool
+job_func_name_printable(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c < 0x20 || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
 static bool
 parse_uuid(const char *s, pg_uuid_t *out)
 {
@@ -99,18 +113,79 @@ job_json_without_huge_numbers(const char *text, size_t len, size_t *outlen)
 	return out.data;
 }
 
+/* a string of jansson's tree in the server's encoding, palloc'd (the tree is freed) */
+static char *
+server_string(json_t *v)
+{
+	const char *utf8 = json_string_value(v);
+	char	   *s = pg_any_to_server(utf8, json_string_length(v), PG_UTF8);
+
+	return (s == utf8) ? pstrdup(utf8) : s;
+}
+
+/* a string that holds no NUL, of 1 to max bytes */
+static bool
+string_of_length(json_t *v, size_t max)
+{
+	return json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= max &&
+		strlen(json_string_value(v)) == json_string_length(v);
+}
+
 /*
- * Check a body with jansson and fill func_name, tube and id of *job.  On a
- * defect return false with *error set (palloc'd).  jansson allocates with
- * malloc: the tree is freed on every path, errors included.
+ * The fields of a parsed body into *job; the first defect as a palloc'd
+ * message, or NULL.
+ */
+static char *
+job_json_fields(json_t *root, JobBody *job)
+{
+	json_t	   *v;
+
+	if (!json_is_object(root))
+		return pstrdup("body is not a JSON object");
+	v = json_object_get(root, "func_name");
+	if (!json_is_string(v))
+		return pstrdup("body has no string \"func_name\"");
+	if (!string_of_length(v, JOB_MAX_FUNC_NAME) ||
+		!job_func_name_printable(json_string_value(v), json_string_length(v)))
+		return pstrdup("body has an invalid \"func_name\"");
+	/* the name as the registry spells it: in the server's encoding */
+	job->func_name = server_string(v);
+	v = json_object_get(root, "tube");
+	if (!json_is_string(v))
+		return pstrdup("body has no string \"tube\"");
+	if (!bs_tube_name_ok(json_string_value(v)))
+		return pstrdup("body has an invalid \"tube\"");
+	job->tube = pstrdup(json_string_value(v));
+	v = json_object_get(root, "kwargs");
+	if (v != NULL && !json_is_object(v))
+		return pstrdup("body has a \"kwargs\" that is not an object");
+	v = json_object_get(root, "id");
+	if (v != NULL && !json_is_null(v))
+	{
+		if (!json_is_string(v) || !parse_uuid(json_string_value(v), &job->id))
+			return pstrdup("body has an \"id\" that is not a uuid");
+		job->has_id = true;
+	}
+	v = json_object_get(root, "db");
+	if (v != NULL && !json_is_null(v))
+	{
+		if (!string_of_length(v, NAMEDATALEN - 1))
+			return pstrdup("body has a \"db\" that is not a database name");
+		job->database = server_string(v);
+	}
+	return NULL;
+}
+
+/*
+ * Check a body with jansson and fill func_name, tube, id and db of *job.
+ * On a defect return false with *error set (palloc'd).  jansson allocates
+ * with malloc: the tree is freed on every path, errors included.
  */
 bool
 job_json_check(const char *body, size_t len, JobBody *job, char **error)
 {
 	json_error_t jerr;
 	json_t	   *root;
-	json_t	   *v;
-	volatile bool ok = false;
 
 	*error = NULL;
 	/*
@@ -137,72 +212,14 @@ job_json_check(const char *body, size_t len, JobBody *job, char **error)
 		*error = psprintf("body is not valid JSON: %s (at byte %d)", jerr.text, jerr.position);
 		return false;
 	}
-
 	PG_TRY();
 	{
-		if (!json_is_object(root))
-			*error = pstrdup("body is not a JSON object");
-		else if (!json_is_string(v = json_object_get(root, "func_name")))
-			*error = pstrdup("body has no string \"func_name\"");
-		else if (json_string_length(v) == 0 || json_string_length(v) > JOB_MAX_FUNC_NAME ||
-				 strlen(json_string_value(v)) != json_string_length(v) ||
-				 !job_func_name_printable(json_string_value(v), json_string_length(v)))
-			*error = pstrdup("body has an invalid \"func_name\"");
-		else
-		{
-			/* the name as the registry spells it: in the server's encoding */
-			const char *utf8 = json_string_value(v);
-			char	   *name = pg_any_to_server(utf8, json_string_length(v), PG_UTF8);
-
-			job->func_name = (name == utf8) ? pstrdup(utf8) : name;
-			v = json_object_get(root, "tube");
-			if (!json_is_string(v))
-				*error = pstrdup("body has no string \"tube\"");
-			else if (!bs_tube_name_ok(json_string_value(v)))
-				*error = pstrdup("body has an invalid \"tube\"");
-			else
-			{
-				job->tube = pstrdup(json_string_value(v));
-				v = json_object_get(root, "kwargs");
-				if (v != NULL && !json_is_object(v))
-					*error = pstrdup("body has a \"kwargs\" that is not an object");
-				else
-				{
-					json_t	   *idv = json_object_get(root, "id");
-
-					json_t	   *dbv = json_object_get(root, "db");
-
-					if (idv != NULL && !json_is_null(idv))
-					{
-						if (!json_is_string(idv) || !parse_uuid(json_string_value(idv), &job->id))
-							*error = pstrdup("body has an \"id\" that is not a uuid");
-						else
-							job->has_id = true;
-					}
-					if (*error == NULL && dbv != NULL && !json_is_null(dbv))
-					{
-						if (!json_is_string(dbv) || json_string_length(dbv) == 0 ||
-							json_string_length(dbv) >= NAMEDATALEN ||
-							strlen(json_string_value(dbv)) != json_string_length(dbv))
-							*error = pstrdup("body has a \"db\" that is not a database name");
-						else
-						{
-							const char *utf8db = json_string_value(dbv);
-							char	   *db = pg_any_to_server(utf8db, json_string_length(dbv), PG_UTF8);
-
-							/* jansson's string goes with the tree */
-							job->database = (db == utf8db) ? pstrdup(utf8db) : db;
-						}
-					}
-					ok = (*error == NULL);
-				}
-			}
-		}
+		*error = job_json_fields(root, job);
 	}
 	PG_FINALLY();
 	{
 		json_decref(root);
 	}
 	PG_END_TRY();
-	return ok;
+	return *error == NULL;
 }

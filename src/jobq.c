@@ -10,8 +10,10 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "databases.h"
 #include "jobq.h"
 #include "outbox.h"
+#include "pool.h"
 #include "shmem.h"
 #include "worker.h"
 
@@ -19,51 +21,11 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
-/* set by the relay and the job workers before they connect to their database */
-bool		jobq_background_process = false;
-
-/*
- * Whether a jobq.* setting may come from this source.  The relay and the
- * workers of every database share the beanstalkd servers (and the marks of
- * servers found down, pool.c), so what they do must not depend on what a
- * database's owner attached to the database or a role (ALTER DATABASE ...
- * SET jobq.io_timeout = 1 would make them time out, and every database's
- * workers would then skip the server): in those processes, jobq.* settings
- * from pg_db_role_setting are refused, with a WARNING in the server log,
- * and the server's configuration stays in force.  A handler's own SET is
- * undone after its job (job_run.c) and stays allowed.
- */
-bool
-jobq_setting_source_ok(GucSource source)
-{
-	if (!jobq_background_process)
-		return true;
-	switch (source)
-	{
-		case PGC_S_GLOBAL:
-		case PGC_S_DATABASE:
-		case PGC_S_USER:
-		case PGC_S_DATABASE_USER:
-			GUC_check_errcode(ERRCODE_CANT_CHANGE_RUNTIME_PARAM);
-			GUC_check_errdetail("jobq's relay and workers take jobq.* settings from the server's configuration only.");
-			GUC_check_errhint("Set it in postgresql.conf or with ALTER SYSTEM, as a superuser.");
-			return false;
-		default:
-			return true;
-	}
-}
-
-/* the check hook of jobq's integer settings */
-bool
-jobq_check_int_setting(int *newval, void **extra, GucSource source)
-{
-	return jobq_setting_source_ok(source);
-}
-
 void
 _PG_init(void)
 {
 	beanstalk_init_gucs();
+	pool_init_gucs();
 	put_init_gucs();
 	signing_init_gucs();
 	worker_init_gucs();
@@ -80,6 +42,7 @@ _PG_init(void)
 		MarkGUCPrefixReserved("jobq");
 		return;
 	}
+	databases_init_gucs();
 	launcher_init_gucs();
 	MarkGUCPrefixReserved("jobq");
 	shmem_install_hooks();

@@ -50,6 +50,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "databases.h"
 #include "job.h"
 #include "jobq.h"
 #include "outbox.h"
@@ -363,6 +364,9 @@ write_pack(Relation rel, TupleDesc desc, ResultRelInfo *rri, EState *estate,
 	for (int c = 0; c < lengthof(packs_columns); c++)
 		slot->tts_isnull[col[c]] = false;
 	ExecStoreVirtualTuple(slot);
+	/* the table's CHECK and NOT NULL constraints hold for jobq's own writes too */
+	if (rel->rd_att->constr != NULL)
+		ExecConstraints(rri, slot, estate);
 	table_tuple_insert(rel, slot, cid, 0, NULL);
 	if (rri->ri_NumIndices > 0)
 		(void) ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
@@ -407,6 +411,8 @@ write_rows(Relation rel, TupleDesc desc, ResultRelInfo *rri, EState *estate,
 		for (int c = 0; c < lengthof(legacy_columns); c++)
 			slot->tts_isnull[col[c]] = false;
 		ExecStoreVirtualTuple(slot);
+		if (rel->rd_att->constr != NULL)
+			ExecConstraints(rri, slot, estate);
 		slots[i] = slot;
 	}
 	table_multi_insert(rel, slots, n, cid, 0, bistate);
@@ -482,7 +488,8 @@ outbox_flush(void)
 	desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	estate = CreateExecutorState();
 	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	/* no range table: a constraint's error shows the row without column privileges */
+	InitResultRelInfo(rri, rel, 0, NULL, 0);
 	ExecOpenIndices(rri, false);
 	cid = GetCurrentCommandId(true);
 	if (packed)
@@ -513,7 +520,7 @@ relay_serves_this_database(void)
 		return true;
 	if (checked == NULL || strcmp(checked, jobq_database) != 0)
 	{
-		serves = launcher_serves(get_database_name(MyDatabaseId));
+		serves = databases_serve(get_database_name(MyDatabaseId));
 		if (checked != NULL)
 			pfree(checked);
 		checked = MemoryContextStrdup(TopMemoryContext, jobq_database);

@@ -30,10 +30,13 @@
 #include "postgres.h"
 
 #include "common/hashfn.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "jobq.h"
 #include "pool.h"
+#include "settings.h"
 #include "shmem.h"
 
 #define DOWN_FIRST_MS	1000
@@ -385,4 +388,63 @@ pool_min_job_size(BsPool *pool)
 			min = m;
 	}
 	return min;
+}
+
+/*---- the jobq.servers setting, and the backend's pool ----*/
+
+char	   *jobq_servers = NULL;
+static BsPool *backend_pool = NULL;
+
+static bool
+servers_check_hook(char **newval, void **extra, GucSource source)
+{
+	char		(*names)[BS_MAX_SERVER];
+	char	   *detail;
+	int			n;
+
+	if (!jobq_setting_source_ok(source))
+		return false;
+	names = palloc(sizeof(char[BS_MAX_SERVERS][BS_MAX_SERVER]));
+	n = bs_split_servers(*newval, names, &detail);
+	pfree(names);
+	if (n < 0)
+	{
+		GUC_check_errdetail("%s", detail);
+		return false;
+	}
+	return true;
+}
+
+static void
+servers_assign_hook(const char *newval, void *extra)
+{
+	/* the next request of this backend goes to the new servers */
+	if (backend_pool != NULL)
+		pool_set_servers(backend_pool, newval);
+}
+
+void
+pool_init_gucs(void)
+{
+	DefineCustomStringVariable("jobq.servers",
+							   "beanstalkd servers, as host:port[,host:port...].",
+							   "Producers spread jobs over them and fail over; workers reserve from all of them.",
+							   &jobq_servers,
+							   "127.0.0.1:11300",
+							   PGC_SUSET, 0,
+							   servers_check_hook, servers_assign_hook, NULL);
+}
+
+/* The backend's pool of persistent connections, created on first use. */
+BsPool *
+pool_backend(void)
+{
+	if (backend_pool == NULL)
+	{
+		BsPool	   *pool = MemoryContextAllocZero(TopMemoryContext, sizeof(BsPool));
+
+		pool_init(pool, jobq_servers, NULL, TopMemoryContext);
+		backend_pool = pool;
+	}
+	return backend_pool;
 }

@@ -43,4 +43,8 @@ extern void pool_mark_up(BsPool *pool, int i);
 extern bool pool_call(BsPool *pool, int i, PoolFn fn, void *arg);
 extern int64 pool_min_job_size(BsPool *pool);
 
+/* jobq.servers, and the per-backend pool that SQL functions use */
+extern void pool_init_gucs(void);
+extern BsPool *pool_backend(void);
+
 #endif							/* JOBQ_POOL_H */

@@ -296,16 +296,11 @@ acl_check_producer(Oid role, const char *tube, const char *func_name)
 					 run_as_name ? run_as_name : "?")));
 }
 
-/*
- * Whether jobq.handlers has the producers column: not between installing
- * this library and ALTER EXTENSION jobq UPDATE from 1.0.
- */
+/* whether jobq.handlers has the producers column (not on the 1.0 schema) */
 bool
 acl_schema_has_producers(void)
 {
-	Oid			nsp = get_namespace_oid("jobq", false);
-
-	return get_attnum(get_relname_relid("handlers", nsp), "producers") != InvalidAttrNumber;
+	return schema_version() >= JOBQ_SCHEMA_1_1;
 }
 
 /* Tell every backend that jobq.handlers changed (sent at commit). */

@@ -20,6 +20,7 @@
 
 #include "beanstalk.h"
 #include "jobq.h"
+#include "settings.h"
 #include "job.h"
 #include "outbox.h"
 #include "pool.h"
@@ -207,7 +208,7 @@ put_now(FunctionCallInfo fcinfo, int *server)
 	JobSpec		spec = {0};
 	pg_uuid_t	id;
 	PutNow		p = {0};
-	BsPool	   *pool = bs_backend_pool();
+	BsPool	   *pool = pool_backend();
 	uint32		usable;
 	uint32		failed = 0;
 	int			i;
@@ -262,7 +263,7 @@ jobq_put_now_at(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "jobq: return type must be a row type");
-	values[0] = CStringGetTextDatum(bs_backend_pool()->conns[server]->server);
+	values[0] = CStringGetTextDatum(pool_backend()->conns[server]->server);
 	values[1] = Int64GetDatum((int64) id);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }

@@ -29,6 +29,7 @@
 
 #include "job.h"
 #include "producer_acl.h"
+#include "registry.h"
 #include "schema.h"
 
 PG_FUNCTION_INFO_V1(jobq_register);
@@ -36,6 +37,26 @@ PG_FUNCTION_INFO_V1(jobq_register_c);
 PG_FUNCTION_INFO_V1(jobq_unregister);
 PG_FUNCTION_INFO_V1(jobq_grant);
 PG_FUNCTION_INFO_V1(jobq_revoke);
+
+/*
+ * The rule of the header comment, for a registration of function fn
+ * (InvalidOid: a library/symbol handler, which only a superuser registers)
+ * to run as run_as, by registrant.  The function and the roles exist.
+ */
+RegistryBreach
+registry_rule_breach(Oid fn, Oid run_as, Oid registrant)
+{
+	if (!OidIsValid(fn))
+		return superuser_arg(registrant) ? REGISTRY_RULE_HOLDS : REGISTRY_REGISTRANT_NOT_SUPERUSER;
+	if (!is_member_of_role(registrant, run_as))
+		return REGISTRY_REGISTRANT_NOT_MEMBER;
+	/* whoever can change the function's body must already hold run_as */
+	if (!is_member_of_role(schema_func_owner(fn), run_as))
+		return REGISTRY_OWNER_NOT_MEMBER;
+	if (pg_proc_aclcheck(fn, run_as, ACL_EXECUTE) != ACLCHECK_OK)
+		return REGISTRY_NO_EXECUTE;
+	return REGISTRY_RULE_HOLDS;
+}
 
 /* the options that both register functions take, from argument 'first' on */
 typedef struct HandlerOptions
@@ -277,23 +298,28 @@ jobq_register(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("function with OID %u does not exist", handler)));
-	if (pg_proc_aclcheck(handler, opt.run_as, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not execute function %s",
-						GetUserNameFromId(opt.run_as, false), format_procedure(handler))));
+	/* the caller's membership of run_as was checked with the options */
+	switch (registry_rule_breach(handler, opt.run_as, GetUserId()))
 	{
-		Oid			fn_owner = schema_func_owner(handler);
-
-		/* whoever can change the function's body must already hold run_as */
-		if (!is_member_of_role(fn_owner, opt.run_as))
+		case REGISTRY_RULE_HOLDS:
+		case REGISTRY_REGISTRANT_NOT_SUPERUSER:
+		case REGISTRY_REGISTRANT_NOT_MEMBER:
+			break;
+		case REGISTRY_NO_EXECUTE:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("role \"%s\" may not execute function %s",
+							GetUserNameFromId(opt.run_as, false), format_procedure(handler))));
+			break;
+		case REGISTRY_OWNER_NOT_MEMBER:
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("owner \"%s\" of function %s is not a member of role \"%s\"",
-							GetUserNameFromId(fn_owner, false), format_procedure(handler),
+							GetUserNameFromId(schema_func_owner(handler), false), format_procedure(handler),
 							GetUserNameFromId(opt.run_as, false)),
 					 errdetail("A handler runs as run_as, so the owner of its function, who can change its body, must be a member of that role."),
 					 errhint("Pass run_as => the function's owner, or a role it is a member of.")));
+			break;
 	}
 	upsert_handler(tube, func_name, handler, NULL, NULL, &opt);
 	PG_RETURN_VOID();

@@ -113,6 +113,35 @@ schema_func_owner(Oid fn)
 }
 
 /*
+ * Which version of jobq's tables this database has: the library serves
+ * every schema from 1.0 on until ALTER EXTENSION jobq UPDATE, and each
+ * difference it cares about is read from the catalog here, the one place
+ * (a few syscache lookups; not cached, so that an update is seen at once).
+ */
+JobqSchemaVersion
+schema_version(void)
+{
+	Oid			nsp = get_namespace_oid("jobq", true);
+	Oid			handlers = OidIsValid(nsp) ? get_relname_relid("handlers", nsp) : InvalidOid;
+	Oid			failed;
+	AttrNumber	att;
+
+	if (!OidIsValid(handlers))
+		return JOBQ_SCHEMA_NONE;
+	att = get_attnum(handlers, "run_as");
+	if (att != InvalidAttrNumber && get_atttype(handlers, att) == NAMEOID)
+		return JOBQ_SCHEMA_1_4;
+	failed = get_relname_relid("failed", nsp);
+	if (OidIsValid(failed) && get_attnum(failed, "server") != InvalidAttrNumber)
+		return JOBQ_SCHEMA_1_3;
+	if (OidIsValid(get_relname_relid("outbox_packs", nsp)))
+		return JOBQ_SCHEMA_1_2;
+	if (get_attnum(handlers, "producers") != InvalidAttrNumber)
+		return JOBQ_SCHEMA_1_1;
+	return JOBQ_SCHEMA_1_0;
+}
+
+/*
  * How jobq.handlers names functions and roles.  Before 1.4 as reg* values
  * (oids: pg_upgrade refuses tables with such columns, and pg_dump/restore
  * gives every function and role a new oid), since 1.4 by name: handler is
@@ -124,11 +153,7 @@ schema_func_owner(Oid fn)
 bool
 schema_handlers_by_name(void)
 {
-	Oid			nsp = get_namespace_oid("jobq", false);
-	Oid			rel = get_relname_relid("handlers", nsp);
-	AttrNumber	att = OidIsValid(rel) ? get_attnum(rel, "run_as") : InvalidAttrNumber;
-
-	return att != InvalidAttrNumber && get_atttype(rel, att) == NAMEOID;
+	return schema_version() >= JOBQ_SCHEMA_1_4;
 }
 
 /* SQL for the oid of the role in a column of jobq.handlers (NULL: no such role) */

@@ -22,6 +22,18 @@ extern Oid	schema_tables_owner(void);
 extern void schema_become_owner(OwnerContext *ctx);
 extern void schema_restore_user(OwnerContext *ctx);
 extern Oid	schema_func_owner(Oid fn);
+/* the versions of jobq's tables that the library tells apart */
+typedef enum JobqSchemaVersion
+{
+	JOBQ_SCHEMA_NONE,			/* not installed */
+	JOBQ_SCHEMA_1_0,
+	JOBQ_SCHEMA_1_1,			/* jobq.handlers.producers */
+	JOBQ_SCHEMA_1_2,			/* jobq.outbox_packs */
+	JOBQ_SCHEMA_1_3,			/* jobq.failed.server */
+	JOBQ_SCHEMA_1_4				/* jobq.handlers names functions and roles */
+} JobqSchemaVersion;
+
+extern JobqSchemaVersion schema_version(void);
 extern bool schema_handlers_by_name(void);
 extern char *schema_role_oid_sql(const char *column);
 extern char *schema_role_oids_sql(const char *column);

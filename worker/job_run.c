@@ -4,7 +4,8 @@
  *		it may run, call its handler as its run_as role in a subtransaction
  *		of its own, and leave nothing of it behind for the next job.
  *
- * For one job (worker.c reserved it and read its facts with stats-job):
+ * For one job (worker.c reserved it and read its facts with stats-job), in
+ * a subtransaction of the batch's transaction (run_in_subtransaction):
  *	1. check the body's signature (jobq.signing_key) and decode it; a body
  *	   that is not a jobq job, is not signed as required, names another
  *	   tube than the one it was reserved from, or was enqueued in another
@@ -12,10 +13,11 @@
  *	2. look up the handler and check that its registration still holds
  *	   (run_as, the function's owner, EXECUTE) and that the job was put
  *	   after it was registered
- *	3. in a subtransaction: record the job id in jobq.done (a second
- *	   delivery of a completed job finds it there and is dropped) and call
- *	   the handler as its role; an error rolls back this job only
- *	4. a job that failed for the last time is recorded in jobq.failed
+ *	3. record the job id in jobq.done (a second delivery of a completed
+ *	   job finds it there and is dropped) and call the handler as its role;
+ *	   an error rolls back this job only
+ *	4. a job that failed for the last time is recorded in jobq.failed, in
+ *	   the batch's transaction
  * worker.c commits the batch, then deletes, releases or buries each job.
  *
  * Nothing a handler does outlives its job.  It runs as run_as with
@@ -68,6 +70,7 @@
 #include "job.h"
 #include "jobq.h"
 #include "pool.h"
+#include "registry.h"
 #include "shmem.h"
 #include "schema.h"
 #include "signing.h"
@@ -81,6 +84,7 @@
 #define HANDLER_SEARCH_PATH	"pg_catalog, public, pg_temp"
 
 bool		jobq_touch_jobs = true;
+int			jobq_batch_size = JOBQ_DEFAULT_BATCH_SIZE;
 int			jobq_max_handler_time = 3600 * 1000;
 
 static int	my_slot;
@@ -336,19 +340,27 @@ handler_rights_hold(const Handler *h, Outcome *out)
 	}
 	if (!OidIsValid(h->registered_by))
 		why = "the role that registered the handler no longer exists";
-	else if (h->signature == NULL)
+	else
 	{
-		if (!superuser_arg(h->registered_by))
-			why = "the role that registered this C handler is no longer a superuser";
+		/* the rule jobq_register checked, which may have stopped holding */
+		switch (registry_rule_breach(h->fn, h->run_as, h->registered_by))
+		{
+			case REGISTRY_RULE_HOLDS:
+				return true;
+			case REGISTRY_REGISTRANT_NOT_SUPERUSER:
+				why = "the role that registered this C handler is no longer a superuser";
+				break;
+			case REGISTRY_REGISTRANT_NOT_MEMBER:
+				why = "the role that registered the handler is no longer a member of its run_as role";
+				break;
+			case REGISTRY_OWNER_NOT_MEMBER:
+				why = "the owner of the handler's function is not a member of its run_as role";
+				break;
+			case REGISTRY_NO_EXECUTE:
+				why = "the handler's run_as role may not execute its function";
+				break;
+		}
 	}
-	else if (!is_member_of_role(h->registered_by, h->run_as))
-		why = "the role that registered the handler is no longer a member of its run_as role";
-	else if (!is_member_of_role(fn_owner, h->run_as))
-		why = "the owner of the handler's function is not a member of its run_as role";
-	else if (pg_proc_aclcheck(h->fn, h->run_as, ACL_EXECUTE) != ACLCHECK_OK)
-		why = "the handler's run_as role may not execute its function";
-	if (why == NULL)
-		return true;
 	set_outcome_rejected(out, "42501", psprintf("permission denied to run the handler: %s", why));
 	return false;
 }
@@ -635,93 +647,11 @@ session_reset(void)
 }
 
 /*
- * Steps 2 and 3 of the header comment, inside the batch's transaction and
- * SPI connection.  Never throws for a handler's error: that is the outcome.
- */
-static void
-run_handler(BatchJob *bj, const JobBody *body)
-{
-	Handler		h;
-	Outcome    *out = &bj->out;
-	MemoryContext ctx = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-
-	if (!dispatch_lookup(body->tube, body->func_name, &h))
-	{
-		set_outcome_rejected(out, "42883",
-							 psprintf("no handler is registered for func_name \"%s\" on tube \"%s\"",
-									  body->func_name, body->tube));
-		return;
-	}
-	out->max_attempts = h.max_attempts;
-	out->backoff_ms = h.backoff_ms;
-	if (!job_admissible(&h, &bj->facts, out))
-		return;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(ctx);
-	PG_TRY();
-	{
-		/* a second delivery of a job done already is just deleted */
-		if (!body->has_id || record_done(body))
-			call_restricted(&h, body, bj->facts.ttr_ms);
-		/* a time limit that struck after the handler's last check is its own */
-		CHECK_FOR_INTERRUPTS();
-		/* what the handler left fails this job only, if it cannot be undone */
-		session_reset();
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(ctx);
-		CurrentResourceOwner = owner;
-		out->ok = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		timers_stop();
-		MemoryContextSwitchTo(ctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(ctx);
-		CurrentResourceOwner = owner;
-		set_outcome_error(out, edata);
-		FreeErrorData(edata);
-		out->ok = false;
-		/* the rollback took the subtransaction's objects; the rest goes now */
-		session_reset();
-	}
-	PG_END_TRY();
-}
-
-/* The body is untrusted: any failure to read it is the job's, not ours. */
-static bool
-decode_safely(BsJob *job, JobBody *body, char **error)
-{
-	MemoryContext ctx = CurrentMemoryContext;
-	volatile bool decoded = false;
-
-	PG_TRY();
-	{
-		decoded = job_decode(job->body, job->len, body, error);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(ctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-		*error = pstrdup(edata->message);
-		decoded = false;
-	}
-	PG_END_TRY();
-	return decoded;
-}
-
-/*
  * Step 1: whether the job may run at all.  On false, bj->out says why, and
- * *decoded whether body was read (for what jobq.failed records).
+ * *decoded whether body was read (for what jobq.failed records).  Decoding
+ * may throw on what PostgreSQL's jsonb refuses of a body that jansson took
+ * (a number beyond numeric's range, a character the database encoding
+ * lacks): the caller runs this in the job's subtransaction.
  */
 static bool
 admit_job(BatchJob *bj, JobBody *body, bool *decoded)
@@ -739,12 +669,12 @@ admit_job(BatchJob *bj, JobBody *body, bool *decoded)
 									 : "job body is not signed, and jobq.require_signature is on"));
 		return false;
 	}
-	*decoded = decode_safely(&bj->job, body, &error);
-	if (!*decoded)
+	if (!job_decode(bj->job.body, bj->job.len, body, &error))
 	{
 		set_outcome_rejected(&bj->out, "22P02", error);
 		return false;
 	}
+	*decoded = true;
 	if (strcmp(body->tube, bj->facts.tube) != 0)
 	{
 		set_outcome_rejected(&bj->out, "42501",
@@ -761,6 +691,110 @@ admit_job(BatchJob *bj, JobBody *body, bool *decoded)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * Step 2, for an admitted job: its handler, and whether it may run now.
+ * On false, bj->out says why.
+ */
+static bool
+find_handler(BatchJob *bj, const JobBody *body, Handler *h)
+{
+	if (!dispatch_lookup(body->tube, body->func_name, h))
+	{
+		set_outcome_rejected(&bj->out, "42883",
+							 psprintf("no handler is registered for func_name \"%s\" on tube \"%s\"",
+									  body->func_name, body->tube));
+		return false;
+	}
+	bj->out.max_attempts = h->max_attempts;
+	bj->out.backoff_ms = h->backoff_ms;
+	return job_admissible(h, &bj->facts, &bj->out);
+}
+
+/* how far a job got in its subtransaction, for what an error there means */
+typedef enum JobStage
+{
+	JOB_DECODING,				/* an error: the body is not a job (22P02) */
+	JOB_LOOKING_UP,				/* the registry failed: the batch's error */
+	JOB_RUNNING					/* the handler's error: the job's outcome */
+} JobStage;
+
+/*
+ * Steps 1 to 3 of the header comment, in one subtransaction of the batch's
+ * transaction (and SPI connection): decoding, the handler's lookup and the
+ * handler itself.  An error rolls the subtransaction back; what it means
+ * depends on how far the job got.  Never throws for the job's own error.
+ */
+static void
+run_in_subtransaction(BatchJob *bj, JobBody *body, bool *decoded)
+{
+	Outcome    *out = &bj->out;
+	MemoryContext ctx = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile JobStage stage = JOB_DECODING;
+	Handler		h;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(ctx);
+	PG_TRY();
+	{
+		if (admit_job(bj, body, decoded))
+		{
+			stage = JOB_LOOKING_UP;
+			if (find_handler(bj, body, &h))
+			{
+				stage = JOB_RUNNING;
+				slot_set_state(my_slot, JOBQ_STATE_RUNNING, body->tube, body->func_name, bj->job.id);
+				pgstat_report_activity(STATE_RUNNING,
+									   psprintf("jobq: %s on tube %s, job " UINT64_FORMAT,
+												body->func_name, body->tube, bj->job.id));
+				/* a second delivery of a job done already is just deleted */
+				if (!body->has_id || record_done(body))
+					call_restricted(&h, body, bj->facts.ttr_ms);
+				/* a time limit that struck after the handler's last check is its own */
+				CHECK_FOR_INTERRUPTS();
+				/* what the handler left fails this job only, if it cannot be undone */
+				session_reset();
+				out->ok = true;
+			}
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(ctx);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		if (stage == JOB_RUNNING)
+			timers_stop();
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(ctx);
+		CurrentResourceOwner = owner;
+		if (stage == JOB_LOOKING_UP)
+			ReThrowError(edata);
+		out->ok = false;
+		if (stage == JOB_DECODING)
+		{
+			/* the body is untrusted: a failure to read it is the job's */
+			*decoded = false;
+			set_outcome_rejected(out, "22P02", pstrdup(edata->message));
+		}
+		else
+		{
+			set_outcome_error(out, edata);
+			/* the rollback took the subtransaction's objects; the rest goes now */
+			session_reset();
+		}
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	if (stage != JOB_RUNNING)
+		slot_set_state(my_slot, JOBQ_STATE_REJECTING, NULL, NULL, bj->job.id);
 }
 
 /*
@@ -786,16 +820,7 @@ job_run(BatchJob *bj)
 	 * locks whose taking would have read them.
 	 */
 	AcceptInvalidationMessages();
-	if (!admit_job(bj, &body, &decoded))
-		slot_set_state(my_slot, JOBQ_STATE_REJECTING, NULL, NULL, bj->job.id);
-	else
-	{
-		slot_set_state(my_slot, JOBQ_STATE_RUNNING, body.tube, body.func_name, bj->job.id);
-		pgstat_report_activity(STATE_RUNNING,
-							   psprintf("jobq: %s on tube %s, job " UINT64_FORMAT,
-										body.func_name, body.tube, bj->job.id));
-		run_handler(bj, &body);
-	}
+	run_in_subtransaction(bj, &body, &decoded);
 	if (!bj->out.ok)
 	{
 		/* the runs that failed count, not the reservations (see admit_job) */

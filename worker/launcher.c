@@ -43,81 +43,18 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "databases.h"
 #include "jobq.h"
 #include "shmem.h"
 #include "worker.h"
 
 #define RESTART_DELAY_MS	10000
 
-char	   *jobq_database = NULL;
 int			jobq_workers = 2;
-
-/* the databases of a jobq.database value, or NULL (with GUC_check_errdetail) */
-static List *
-database_list(const char *value)
-{
-	char	   *raw = pstrdup(value);
-	List	   *names = NIL;
-	ListCell   *lc;
-
-	if (!SplitGUCList(raw, ',', &names))
-	{
-		GUC_check_errdetail("List syntax is invalid.");
-		return NULL;
-	}
-	if (list_length(names) > JOBQ_MAX_DATABASES)
-	{
-		GUC_check_errdetail("jobq serves at most %d databases.", JOBQ_MAX_DATABASES);
-		return NULL;
-	}
-	foreach(lc, names)
-	{
-		const char *name = lfirst(lc);
-
-		if (name[0] == '\0' || strlen(name) >= NAMEDATALEN)
-		{
-			GUC_check_errdetail("\"%s\" is not a database name.", name);
-			return NULL;
-		}
-		for (ListCell *other = list_head(names); other != lc; other = lnext(names, other))
-			if (strcmp(lfirst(other), name) == 0)
-			{
-				GUC_check_errdetail("Database \"%s\" is listed twice.", name);
-				return NULL;
-			}
-	}
-	return names;
-}
-
-static bool
-check_database(char **newval, void **extra, GucSource source)
-{
-	return database_list(*newval) != NULL;
-}
-
-/* Whether jobq.database lists database (jobq_put warns when it does not). */
-bool
-launcher_serves(const char *database)
-{
-	List	   *names = database_list(jobq_database);
-	ListCell   *lc;
-
-	foreach(lc, names)
-		if (strcmp(lfirst(lc), database) == 0)
-			return true;
-	return false;
-}
 
 void
 launcher_init_gucs(void)
 {
-	DefineCustomStringVariable("jobq.database",
-							   "Databases in which jobq's relay and workers run, a comma-separated list.",
-							   "Each database listed gets a relay and jobq.workers workers.",
-							   &jobq_database,
-							   "postgres",
-							   PGC_SIGHUP, GUC_LIST_INPUT,
-							   check_database, NULL, NULL);
 	DefineCustomIntVariable("jobq.workers",
 							"Number of job workers in each database of jobq.database.",
 							NULL,
@@ -240,7 +177,7 @@ static ServedDatabase served[JOBQ_MAX_DATABASES];
 static void
 assign_blocks(void)
 {
-	List	   *names = database_list(jobq_database);
+	List	   *names = databases_list(jobq_database);
 	ListCell   *lc;
 
 	for (int db = 0; db < JOBQ_MAX_DATABASES; db++)

@@ -22,7 +22,9 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "databases.h"
 #include "jobq.h"
+#include "settings.h"
 #include "shmem.h"
 #include "worker.h"
 
@@ -175,7 +177,7 @@ worker_reload_config(void)
 		 * (the launcher also stops it, but a restarted launcher has no
 		 * handle on the processes it did not start).
 		 */
-		if (worker_database[0] != '\0' && !launcher_serves(worker_database))
+		if (worker_database[0] != '\0' && !databases_serve(worker_database))
 		{
 			ereport(LOG,
 					(errmsg("jobq: database \"%s\" is no longer in jobq.database; %s exits",

@@ -173,10 +173,9 @@ static OutboxSource *
 outbox_source(void)
 {
 	OutboxSource *src;
-	Oid			nsp = get_namespace_oid("jobq", false);
 	Oid			type = INT8ARRAYOID;
 
-	src = OidIsValid(get_relname_relid("outbox_packs", nsp)) ? &packs_source : &legacy_source;
+	src = schema_version() >= JOBQ_SCHEMA_1_2 ? &packs_source : &legacy_source;
 	if (src->pick_plan != NULL)
 		return src;
 	/* the batch's seqs change every time, its plan (an index walk) never */

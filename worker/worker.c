@@ -62,7 +62,6 @@
 #define LATE_GRACE_US		300 /* for the jobs that came with the first, see reserve_late */
 #define AVG_WEIGHT			0.2 /* of the last batch in the running average */
 
-int			jobq_batch_size = JOBQ_DEFAULT_BATCH_SIZE;
 
 static int	my_slot;
 static BsPool pool;				/* the servers of jobq.servers */
@@ -735,6 +734,37 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 	}
 }
 
+/*
+ * Every REFRESH_TUBES_MS, the tubes that have handlers, and every open
+ * connection watching them.  False when there are none (after waiting a
+ * while for some).
+ */
+static bool
+watch_current_tubes(void)
+{
+	if (tubes != NIL &&
+		!TimestampDifferenceExceeds(tubes_refreshed, GetCurrentTimestamp(), REFRESH_TUBES_MS))
+		return true;
+	refresh_tubes();
+	if (tubes == NIL)
+	{
+		close_all();			/* gives back what was reserved ahead */
+		slot_set_state(my_slot, JOBQ_STATE_IDLE_NO_HANDLERS, NULL, NULL, 0);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 REFRESH_TUBES_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		return false;
+	}
+	/*
+	 * Open connections watch the new set now: under load, batches may come
+	 * from prefetches only, which do not look at it.
+	 */
+	for (int s = 0; s < pool.n; s++)
+		if (bs_connected(pool.conns[s]))
+			(void) pool_call(&pool, s, sync_watch_call, &s);
+	return true;
+}
+
 static void
 worker_iteration(void)
 {
@@ -753,27 +783,8 @@ worker_iteration(void)
 		for (int s = 0; s < BS_MAX_SERVERS; s++)
 			watched_generation[s] = 0;
 	}
-	if (tubes == NIL ||
-		TimestampDifferenceExceeds(tubes_refreshed, GetCurrentTimestamp(), REFRESH_TUBES_MS))
-	{
-		refresh_tubes();
-		if (tubes == NIL)
-		{
-			close_all();		/* gives back what was reserved ahead */
-			slot_set_state(my_slot, JOBQ_STATE_IDLE_NO_HANDLERS, NULL, NULL, 0);
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 REFRESH_TUBES_MS, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			return;
-		}
-		/*
-		 * Open connections watch the new set now: under load, batches may
-		 * come from prefetches only, which do not look at it.
-		 */
-		for (int s = 0; s < pool.n; s++)
-			if (bs_connected(pool.conns[s]))
-				(void) pool_call(&pool, s, sync_watch_call, &s);
-	}
+	if (!watch_current_tubes())
+		return;
 	want = batch_want();
 	/* a connection closed or opened since gave them back */
 	if (next_n > 0 &&

@@ -31,7 +31,6 @@ typedef struct Handler
 } Handler;
 
 /* launcher.c */
-extern char *jobq_database;
 extern int	jobq_workers;
 
 /* what stats-job says of a reserved job */
