@@ -36,6 +36,7 @@ OBJS = \
 	src/trigger.o \
 	src/admin.o \
 	src/registry.o \
+	src/registry_cache.o \
 	src/failed.o \
 	worker/launcher.o \
 	worker/process.o \

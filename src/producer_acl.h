@@ -9,7 +9,5 @@
 
 extern bool acl_may_produce(Oid role, const char *tube, const char *func_name);
 extern void acl_check_producer(Oid role, const char *tube, const char *func_name);
-extern void acl_registry_changed(void);
-extern bool acl_schema_has_producers(void);
 
 #endif							/* JOBQ_PRODUCER_ACL_H */

@@ -30,6 +30,7 @@
 #include "job.h"
 #include "producer_acl.h"
 #include "registry.h"
+#include "registry_cache.h"
 #include "schema.h"
 
 PG_FUNCTION_INFO_V1(jobq_register);
@@ -217,7 +218,7 @@ upsert_handler(const char *tube, const char *func_name, Oid handler,
 										by_name ? "$3::pg_catalog.regprocedure::pg_catalog.text"
 										: "$3::pg_catalog.regprocedure",
 										schema_role_value_sql(6), schema_role_value_sql(10),
-										acl_schema_has_producers()
+										(schema_version() >= JOBQ_SCHEMA_1_1)
 										? psprintf(" producers = CASE WHEN %s THEN h.producers ELSE '{}' END, ",
 												   same_run_as)
 										: "",
@@ -232,7 +233,7 @@ upsert_handler(const char *tube, const char *func_name, Oid handler,
 				 errmsg("handler for func_name \"%s\" on tube \"%s\" belongs to another role",
 						func_name, tube),
 				 errhint("Only members of its run_as role can replace, remove or grant it.")));
-	acl_registry_changed();
+	regcache_changed();
 	registry_end(&owner);
 }
 
@@ -374,7 +375,7 @@ jobq_unregister(PG_FUNCTION_ARGS)
 	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "jobq: registry delete failed: %s", SPI_result_code_string(rc));
 	found = SPI_processed > 0;
-	acl_registry_changed();
+	regcache_changed();
 	registry_end(&owner);
 	PG_RETURN_BOOL(found);
 }

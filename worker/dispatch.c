@@ -21,7 +21,6 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/hsearch.h"
@@ -34,11 +33,13 @@
 #include "utils/timestamp.h"
 
 #include "job.h"
+#include "registry_cache.h"
 #include "schema.h"
 #include "worker.h"
 
 #define CALL_KEY_LEN	1024
 #define MAX_CACHED_CALLS 512
+#define DISPATCH_KEEP_RESULT_BYTES	8192	/* a bigger result is freed at once */
 
 /*
  * A prepared call, keyed by the function and the parameter positions that
@@ -55,10 +56,6 @@ typedef struct CachedCall
 static HTAB *call_cache = NULL;
 static bool call_cache_stale = false;	/* a function changed: start over */
 static bool proc_callback_registered = false;
-static SPIPlanPtr lookup_plan = NULL;
-static bool lookup_plan_by_name;
-
-static bool dispatch_lookup_uncached(const char *tube, const char *func_name, Handler *h);
 
 /* CREATE OR REPLACE may rename parameters that cached calls name */
 static void
@@ -82,185 +79,16 @@ call_cache_reset(void)
 	call_cache = NULL;
 }
 
-static int64
-interval_ms(Datum d)
-{
-	return job_interval_usecs(DatumGetIntervalP(d)) / 1000;
-}
-
 /*
- * Lookups made in the current transaction (a batch), so that its jobs of one
- * (tube, func_name) read jobq.handlers once.  They go with the transaction,
- * and at once when jobq.handlers changes (its statement trigger sends a
- * relcache invalidation, which a batch sees at its next lock: every job
- * takes one).  Memory: TopTransactionContext.
- */
-#define LOOKUPS_MAX	64
-#define DISPATCH_KEEP_RESULT_BYTES	8192
-
-typedef struct Lookup
-{
-	char	   *tube;
-	char	   *func_name;
-	bool		found;
-	Handler		h;
-} Lookup;
-
-static List *lookups = NIL;
-static LocalTransactionId lookups_lxid = InvalidLocalTransactionId;
-static Oid	handlers_relid = InvalidOid;
-static bool lookups_callback = false;
-static uint64 lookups_generation = 0;	/* bumped by every invalidation */
-
-static void
-handlers_changed_callback(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == handlers_relid)
-	{
-		lookups_lxid = InvalidLocalTransactionId;
-		lookups_generation++;
-	}
-}
-
-static Lookup *
-lookup_cached(const char *tube, const char *func_name)
-{
-	ListCell   *lc;
-
-	if (lookups_lxid != MyProc->lxid)
-		return NULL;
-	foreach(lc, lookups)
-	{
-		Lookup	   *l = lfirst(lc);
-
-		if (strcmp(l->tube, tube) == 0 && strcmp(l->func_name, func_name) == 0)
-			return l;
-	}
-	return NULL;
-}
-
-static void
-lookup_remember(const char *tube, const char *func_name, bool found, const Handler *h)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-	Lookup	   *l = palloc0(sizeof(Lookup));
-
-	if (!lookups_callback)
-	{
-		CacheRegisterRelcacheCallback(handlers_changed_callback, (Datum) 0);
-		lookups_callback = true;
-	}
-	handlers_relid = get_relname_relid("handlers", get_namespace_oid("jobq", false));
-	if (lookups_lxid != MyProc->lxid || list_length(lookups) >= LOOKUPS_MAX)
-	{
-		lookups = NIL;
-		lookups_lxid = MyProc->lxid;
-	}
-	l->tube = pstrdup(tube);
-	l->func_name = pstrdup(func_name);
-	l->found = found;
-	if (found)
-	{
-		l->h = *h;
-		l->h.signature = h->signature ? pstrdup(h->signature) : NULL;
-		l->h.library = h->library ? pstrdup(h->library) : NULL;
-		l->h.symbol = h->symbol ? pstrdup(h->symbol) : NULL;
-		l->h.run_as_name = h->run_as_name ? pstrdup(h->run_as_name) : NULL;
-	}
-	lookups = lappend(lookups, l);
-	MemoryContextSwitchTo(old);
-}
-
-/*
- * The registered handler of (tube, func_name), read in the caller's
- * transaction.  Returns false if there is none.
+ * The registered handler of (tube, func_name), from the registry cache
+ * (registry_cache.c), which every change to jobq.handlers, pg_proc or
+ * pg_authid empties.  Returns false if there is none.
  */
 bool
 dispatch_lookup(const char *tube, const char *func_name, Handler *h)
 {
-	Lookup	   *cached = lookup_cached(tube, func_name);
-	uint64		generation = lookups_generation;
-	bool		found;
-
-	if (cached != NULL)
-	{
-		if (cached->found)
-			*h = cached->h;
-		return cached->found;
-	}
-	found = dispatch_lookup_uncached(tube, func_name, h);
-	/* not what an invalidation during the read made stale */
-	if (generation == lookups_generation)
-		lookup_remember(tube, func_name, found, h);
-	return found;
-}
-
-static bool
-dispatch_lookup_uncached(const char *tube, const char *func_name, Handler *h)
-{
-	Datum		values[2];
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	Datum		d;
-	int			rc;
-	bool		by_name;
-
-	by_name = schema_handlers_by_name();
-	if (lookup_plan != NULL && lookup_plan_by_name != by_name)
-	{
-		SPI_freeplan(lookup_plan);
-		lookup_plan = NULL;
-	}
-	if (lookup_plan == NULL)
-	{
-		Oid			types[2] = {TEXTOID, TEXTOID};
-
-		/*
-		 * The function and the roles as they are named now (schema.c): a
-		 * function or role dropped or renamed since the registration comes
-		 * back as NULL, and the job is refused (job_run.c).  Before 1.4
-		 * handler is a regprocedure, which prints as the same signature.
-		 */
-		lookup_plan = schema_keep_plan(psprintf("SELECT handler::pg_catalog.text, library, symbol, "
-												"%s, max_attempts, backoff, timeout, %s, registered_at, "
-												"run_as::pg_catalog.text "
-												"FROM jobq.handlers WHERE tube OPERATOR(pg_catalog.=) $1 "
-												"AND func_name OPERATOR(pg_catalog.=) $2",
-												schema_role_oid_sql("run_as"),
-												schema_role_oid_sql("registered_by")),
-									   2, types);
-		lookup_plan_by_name = by_name;
-	}
-	values[0] = CStringGetTextDatum(tube);
-	values[1] = CStringGetTextDatum(func_name);
-	rc = SPI_execute_plan(lookup_plan, values, NULL, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "jobq: handler lookup failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
-	{
-		SPI_freetuptable(SPI_tuptable);
-		return false;
-	}
-
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	h->signature = SPI_getvalue(tup, desc, 1);
-	h->fn = schema_function_by_signature(h->signature);
-	h->library = SPI_getvalue(tup, desc, 2);
-	h->symbol = SPI_getvalue(tup, desc, 3);
-	d = SPI_getbinval(tup, desc, 4, &isnull);
-	h->run_as = isnull ? InvalidOid : DatumGetObjectId(d);
-	h->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-	h->backoff_ms = interval_ms(SPI_getbinval(tup, desc, 6, &isnull));
-	d = SPI_getbinval(tup, desc, 7, &isnull);
-	h->timeout_ms = isnull ? 0 : interval_ms(d);
-	d = SPI_getbinval(tup, desc, 8, &isnull);
-	h->registered_by = isnull ? InvalidOid : DatumGetObjectId(d);
-	h->registered_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
-	h->run_as_name = SPI_getvalue(tup, desc, 10);
-	SPI_freetuptable(SPI_tuptable);
-	return true;
+	regcache_lookup(tube, func_name, h);
+	return h->registered;
 }
 
 /* a library/symbol handler: a V1 function taking one jsonb */

@@ -13,22 +13,10 @@
 #include "utils/jsonb.h"
 
 #include "beanstalk.h"
+#include "registry_cache.h"
 
 /* the handler of one (tube, func_name), as jobq.handlers has it */
-typedef struct Handler
-{
-	Oid			fn;				/* InvalidOid for a library/symbol handler, or one gone */
-	char	   *signature;		/* the function as registered; NULL for library/symbol */
-	char	   *library;
-	char	   *symbol;
-	Oid			run_as;			/* InvalidOid: the role no longer exists */
-	char	   *run_as_name;	/* as registered */
-	int			max_attempts;
-	int64		backoff_ms;
-	int64		timeout_ms;		/* 0: bounded by the job's ttr */
-	Oid			registered_by;	/* InvalidOid: the role no longer exists */
-	TimestampTz registered_at;	/* when (tube, func_name) got this run_as */
-} Handler;
+typedef Registration Handler;
 
 /* launcher.c */
 extern int	jobq_workers;
