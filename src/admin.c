@@ -113,11 +113,7 @@ for_each_server(PoolFn fn, void *arg)
 					 errhint("The server log says why.")));
 	}
 	if (answered == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("no beanstalkd server of jobq.servers answers"),
-				 errdetail("Tried the %d servers of \"%s\"; the last error was %s.",
-						   pool->n, pool->setting, pool->last_error)));
+		pool_error_all_failed(pool, "answered");
 }
 
 /*

@@ -152,6 +152,22 @@ job_seconds_arg(bool isnull, Interval *value, const char *what,
 }
 
 /*
+ * What a body too big for a server is told, in one wording: 'max' is the
+ * server's max-job-size (-1: unknown, as after a JOB_TOO_BIG reply), and
+ * 'server' NULL when the limit is the one the relay last saw.
+ */
+char *
+job_too_big_message(size_t len, int64 max, const char *server)
+{
+	if (max < 0)
+		return psprintf("job body of %zu bytes exceeds the max-job-size of beanstalkd at %s",
+						len, server);
+	return psprintf("job body of %zu bytes exceeds the max-job-size of " INT64_FORMAT " bytes of %s%s",
+					len, max, server ? "beanstalkd at " : "the beanstalkd server",
+					server ? server : "");
+}
+
+/*
  * A new version 4 uuid.  The random bytes come from pg_strong_random
  * UUID_BATCH uuids at a time: a trigger makes one per row, and each call
  * into OpenSSL costs as much as the rest of the uuid.  The batch belongs to

@@ -49,6 +49,7 @@ extern uint64 job_priority_arg(int64 value);
 extern uint64 job_seconds_arg(bool isnull, Interval *value, const char *what,
 							  uint64 minimum, int default_s);
 
+extern char *job_too_big_message(size_t len, int64 max, const char *server);
 extern void job_new_uuid(pg_uuid_t *uuid);
 extern char *job_encode(const JobSpec *spec, const pg_uuid_t *id, size_t *len);
 extern bool job_decode(const char *body, size_t len, JobBody *job, char **error);

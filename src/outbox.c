@@ -585,8 +585,7 @@ outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id)
 	if (max > 0 && len > max)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("job body of %zu bytes exceeds the max-job-size of " UINT64_FORMAT " bytes of the beanstalkd server",
-						len, max),
+				 errmsg("%s", job_too_big_message(len, (int64) max, NULL)),
 				 errhint("Send smaller kwargs, or raise beanstalkd's -z limit.")));
 
 	if (!warned_no_relay)

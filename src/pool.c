@@ -374,6 +374,23 @@ pool_call(BsPool *pool, int i, PoolFn fn, void *arg)
 	return ok;
 }
 
+/*
+ * Every server of the pool failed a request: the caller's error, the one
+ * message for it ('outcome' says what none did: "took the job",
+ * "answered").
+ */
+void
+pool_error_all_failed(BsPool *pool, const char *outcome)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("no beanstalkd server of jobq.servers %s", outcome),
+			 errdetail("Tried the %d server(s) of \"%s\"; the last error was %s.",
+					   pool->n, pool->setting, pool->last_error),
+			 errhint("Is beanstalkd running there? The server log says why each failed.")));
+	pg_unreachable();
+}
+
 /* the smallest max-job-size among the servers read so far, -1 if none */
 int64
 pool_min_job_size(BsPool *pool)

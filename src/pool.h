@@ -42,6 +42,7 @@ extern void pool_mark_down(BsPool *pool, int i, const char *why, bool share);
 extern void pool_mark_up(BsPool *pool, int i);
 extern bool pool_call(BsPool *pool, int i, PoolFn fn, void *arg);
 extern int64 pool_min_job_size(BsPool *pool);
+extern void pool_error_all_failed(BsPool *pool, const char *outcome) pg_attribute_noreturn();
 
 /* jobq.servers, and the per-backend pool that SQL functions use */
 extern void pool_init_gucs(void);

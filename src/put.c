@@ -186,8 +186,7 @@ put_now_on(BeanstalkConn *conn, void *arg)
 	if ((int64) p->len > max)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("job body of %zu bytes exceeds the max-job-size of %lld bytes of beanstalkd at %s",
-						p->len, (long long) max, conn->server),
+				 errmsg("%s", job_too_big_message(p->len, max, conn->server)),
 				 errhint("Send smaller kwargs, or raise beanstalkd's -z limit.")));
 	bs_use(conn, p->spec->tube);
 	p->id = bs_put(conn, p->spec->priority, p->spec->delay, p->spec->ttr, p->body, p->len);
@@ -234,13 +233,7 @@ put_now(FunctionCallInfo fcinfo, int *server)
 		}
 		failed |= 1U << i;
 	}
-	ereport(ERROR,
-			(errcode(ERRCODE_CONNECTION_FAILURE),
-			 errmsg("no beanstalkd server of jobq.servers took the job"),
-			 errdetail("Tried the %d servers of \"%s\"; the last error was %s.",
-					   pool->n, pool->setting, pool->last_error),
-			 errhint("Is beanstalkd running there? The server log says why each failed.")));
-	pg_unreachable();
+	pool_error_all_failed(pool, "took the job");
 }
 
 Datum

@@ -213,7 +213,7 @@ worker_report_error(int slot, const char *what, bool *in_outage)
 		ereport(LOG,
 				(errmsg("jobq %s: %s", what, edata->message),
 				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
-				 connection ? errhint("Retrying; the next message says when beanstalkd answers again.") : 0));
+				 connection ? errhint("Retrying; each server that comes back is logged as answering again.") : 0));
 	if (connection)
 		*in_outage = true;
 	slot_note_error(slot, edata->message, NULL, NULL);
@@ -251,13 +251,14 @@ process_xact_end(void)
 	MemoryContextSwitchTo(xact_caller_cxt);
 }
 
-/* The main loop's iteration went through: say so once after an outage. */
+/*
+ * The main loop's iteration went through: the back-off starts over.  The
+ * servers' health, and the messages of an outage's end, are the pool's
+ * (pool.c logs "answers again" for each server that was down).
+ */
 void
-process_succeeded(ProcessBackoff *bo, const char *what, const char *server)
+process_succeeded(ProcessBackoff *bo)
 {
-	if (bo->in_outage)
-		ereport(LOG,
-				(errmsg("jobq %s: beanstalkd at %s answers again", what, server)));
 	bo->in_outage = false;
 	bo->backoff_ms = 0;
 }

@@ -48,6 +48,7 @@
 
 #include "beanstalk.h"
 #include "failed.h"
+#include "job.h"
 #include "jobq.h"
 #include "pack.h"
 #include "pool.h"
@@ -387,8 +388,7 @@ send_to_server(BeanstalkConn *conn, void *arg)
 		if ((int64) job->body_len > sb->max_size)
 		{
 			row->refused_code = "54000";
-			row->refused = psprintf("job body of %zu bytes is larger than the server's max-job-size of " INT64_FORMAT " bytes",
-									job->body_len, sb->max_size);
+			row->refused = job_too_big_message(job->body_len, sb->max_size, conn->server);
 			row->done = true;
 			continue;
 		}
@@ -437,8 +437,7 @@ read_from_server(BeanstalkConn *conn, void *arg)
 				break;
 			case BS_JOB_TOO_BIG:
 				row->refused_code = "54000";
-				row->refused = psprintf("job body of %zu bytes is larger than the server's max-job-size",
-										row->job.body_len);
+				row->refused = job_too_big_message(row->job.body_len, -1, conn->server);
 				break;
 			case BS_DRAINING:
 				/* another server takes it, and the rest of this one's */
@@ -513,11 +512,7 @@ send_rows(OutboxRow *rows, int n)
 			if (rows[i].server < 0 || (failed & (1U << rows[i].server)))
 				rows[i].server = pool_place(&pool, &rows[i].job.id, usable, failed);
 			if (rows[i].server < 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
-						 errmsg("no beanstalkd server of jobq.servers takes jobs"),
-						 errdetail("Tried the %d server(s) of \"%s\"; the last error was %s.",
-								   pool.n, pool.setting, pool.last_error)));
+				pool_error_all_failed(&pool, "took the job");
 			used |= 1U << rows[i].server;
 		}
 		if (used == 0)
@@ -664,7 +659,7 @@ relay_iteration(void)
 	static TimestampTz last_prune = 0;
 	int			n = relay_batch();
 
-	process_succeeded(&backoff, "relay", pool.setting);
+	process_succeeded(&backoff);
 	if (TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), PRUNE_EVERY_MS))
 	{
 		last_prune = GetCurrentTimestamp();

@@ -862,7 +862,7 @@ jobq_worker_main(Datum arg)
 		PG_TRY();
 		{
 			worker_iteration();
-			process_succeeded(&backoff, worker_name, pool.setting);
+			process_succeeded(&backoff);
 		}
 		PG_CATCH();
 		{

@@ -91,7 +91,7 @@ extern void worker_sleep(int ms);
 extern int	worker_report_error(int slot, const char *what, bool *in_outage);
 extern void process_xact_begin(void);
 extern void process_xact_end(void);
-extern void process_succeeded(ProcessBackoff *bo, const char *what, const char *server);
+extern void process_succeeded(ProcessBackoff *bo);
 extern int	process_recover(int slot, const char *what, ProcessBackoff *bo);
 extern void process_back_off(int slot, const ProcessBackoff *bo);
 
