@@ -26,6 +26,7 @@ OBJS = \
 	src/schema.o \
 	src/signing.o \
 	src/producer_acl.o \
+	src/bs_conn.o \
 	src/beanstalk.o \
 	src/pool.o \
 	src/job.o \

@@ -98,7 +98,10 @@ for_each_server(PoolFn fn, void *arg)
 
 	if (pool->n == 1)
 	{
-		fn(pool->conns[0], arg);
+		BsStatus	st = fn(pool->conns[0], arg);
+
+		if (bs_status_trouble(st) || st == BS_BAD_REQUEST)
+			bs_report(pool->conns[0]);
 		return;
 	}
 	for (int i = 0; i < pool->n; i++)
@@ -114,6 +117,20 @@ for_each_server(PoolFn fn, void *arg)
 	}
 	if (answered == 0)
 		pool_error_all_failed(pool, "answered");
+}
+
+/*
+ * A request's status at the SQL function's edge: true for BS_OK, false for
+ * BS_NOT_FOUND, the request's error otherwise.
+ */
+static bool
+found_or_report(BeanstalkConn *conn, BsStatus st)
+{
+	if (st == BS_OK)
+		return true;
+	if (st == BS_NOT_FOUND)
+		return false;
+	bs_report(conn);
 }
 
 /*
@@ -237,15 +254,18 @@ stats_collect(const char *key, const char *value, void *arg)
 }
 
 /* a server's stats, merged only once read whole */
-static void
+static BsStatus
 stats_of_server(BeanstalkConn *conn, void *arg)
 {
 	StatsArg   *sa = (StatsArg *) arg;
 	size_t		len;
-	char	   *yaml = bs_stats_server(conn, &len);
+	char	   *yaml;
 	List	   *mine = NIL;
 	ListCell   *lc;
+	BsStatus	st = bs_stats_server(conn, &yaml, &len);
 
+	if (st != BS_OK && st != BS_NOT_FOUND)
+		return st;
 	if (yaml != NULL)
 		yaml_foreach(yaml, stats_collect, &mine);
 	foreach(lc, mine)
@@ -264,6 +284,7 @@ stats_of_server(BeanstalkConn *conn, void *arg)
 		else
 			stats_merge(&sa->pairs, p->key, p->value);
 	}
+	return BS_OK;
 }
 
 static Datum
@@ -339,7 +360,7 @@ typedef struct TubesArg
 	List	   *rows;			/* TubeRow */
 } TubesArg;
 
-static void
+static BsStatus
 tubes_of_server(BeanstalkConn *conn, void *arg)
 {
 	static const char *const counters[TUBE_COUNTERS] = {
@@ -349,13 +370,16 @@ tubes_of_server(BeanstalkConn *conn, void *arg)
 	};
 	TubesArg   *ta = (TubesArg *) arg;
 	size_t		len;
-	char	   *list = bs_list_tubes(conn, &len);
+	char	   *list;
 	char	   *save = NULL;
 	List	   *mine = NIL;		/* merged only once read whole */
 	ListCell   *lc2;
+	BsStatus	st = bs_list_tubes(conn, &list, &len);
 
-	if (list == NULL)
-		return;
+	if (st == BS_NOT_FOUND)
+		return BS_OK;
+	if (st != BS_OK)
+		return st;
 	for (char *line = strtok_r(list, "\n", &save); line != NULL;
 		 line = strtok_r(NULL, "\n", &save))
 	{
@@ -366,9 +390,11 @@ tubes_of_server(BeanstalkConn *conn, void *arg)
 		if (strncmp(line, "- ", 2) != 0 || !bs_tube_name_ok(line + 2))
 			continue;
 		tube = line + 2;
-		yaml = bs_stats_tube(conn, tube, &len);
-		if (yaml == NULL)
+		st = bs_stats_tube(conn, tube, &yaml, &len);
+		if (st == BS_NOT_FOUND)
 			continue;			/* vanished since list-tubes */
+		if (st != BS_OK)
+			return st;
 		row = palloc0(sizeof(TubeRow));
 		row->tube = pstrdup(tube);
 		row->server = conn->server;
@@ -398,6 +424,7 @@ tubes_of_server(BeanstalkConn *conn, void *arg)
 		sum->pause = Max(sum->pause, row->pause);
 		sum->pause_time_left = Max(sum->pause_time_left, row->pause_time_left);
 	}
+	return BS_OK;
 }
 
 static Datum
@@ -473,8 +500,7 @@ jobq_job(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "jobq: return type must be a row type");
-	yaml = bs_stats_job(conn, id, &len);
-	if (yaml == NULL)
+	if (!found_or_report(conn, bs_stats_job(conn, id, &yaml, &len)))
 		PG_RETURN_NULL();
 	values[0] = Int64GetDatum((int64) id);
 	values[1] = CStringGetTextDatum(bs_yaml_get(yaml, "tube") ? bs_yaml_get(yaml, "tube") : "");
@@ -535,8 +561,9 @@ Datum
 jobq_peek(PG_FUNCTION_ARGS)
 {
 	uint64		id = job_id_arg(fcinfo, 0);
+	BeanstalkConn *conn = job_server_arg(fcinfo, server_argno(fcinfo, 1));
 	BsJob		job;
-	bool		found = bs_peek_job(job_server_arg(fcinfo, server_argno(fcinfo, 1)), id, &job);
+	bool		found = found_or_report(conn, bs_peek_job(conn, id, &job));
 
 	return peek_result(fcinfo, found, &job);
 }
@@ -550,8 +577,9 @@ peek_in_tube(FunctionCallInfo fcinfo, BsPeekState state)
 	BsJob		job;
 	bool		found;
 
-	bs_use(conn, tube);
-	found = bs_peek_state(conn, state, &job);
+	if (bs_use(conn, tube) != BS_OK)
+		bs_report(conn);
+	found = found_or_report(conn, bs_peek_state(conn, state, &job));
 	return peek_result(fcinfo, found, &job);
 }
 
@@ -580,18 +608,20 @@ typedef struct KickArg
 	uint64		kicked;
 } KickArg;
 
-static void
+static BsStatus
 kick_on_server(BeanstalkConn *conn, void *arg)
 {
 	KickArg    *ka = (KickArg *) arg;
 	uint64		n;
+	BsStatus	st;
 
 	if (ka->bound == 0)
-		return;
-	bs_use(conn, ka->tube);
-	n = bs_kick(conn, ka->bound);
+		return BS_OK;
+	if ((st = bs_use(conn, ka->tube)) != BS_OK || (st = bs_kick(conn, ka->bound, &n)) != BS_OK)
+		return st;
 	ka->kicked += n;
 	ka->bound -= Min(n, ka->bound);
+	return BS_OK;
 }
 
 /* jobq_kick(tube, bound) -> number of jobs kicked, at most bound in all */
@@ -616,8 +646,9 @@ Datum
 jobq_kick_job(PG_FUNCTION_ARGS)
 {
 	uint64		id = job_id_arg(fcinfo, 0);
+	BeanstalkConn *conn = job_server_arg(fcinfo, server_argno(fcinfo, 1));
 
-	PG_RETURN_BOOL(bs_kick_job(job_server_arg(fcinfo, server_argno(fcinfo, 1)), id));
+	PG_RETURN_BOOL(found_or_report(conn, bs_kick_job(conn, id)));
 }
 
 /* jobq_delete(id [, server]) */
@@ -625,8 +656,9 @@ Datum
 jobq_delete(PG_FUNCTION_ARGS)
 {
 	uint64		id = job_id_arg(fcinfo, 0);
+	BeanstalkConn *conn = job_server_arg(fcinfo, server_argno(fcinfo, 1));
 
-	PG_RETURN_BOOL(bs_delete(job_server_arg(fcinfo, server_argno(fcinfo, 1)), id));
+	PG_RETURN_BOOL(found_or_report(conn, bs_delete(conn, id)));
 }
 
 typedef struct PauseArg
@@ -636,13 +668,15 @@ typedef struct PauseArg
 	bool		paused;
 } PauseArg;
 
-static void
+static BsStatus
 pause_on_server(BeanstalkConn *conn, void *arg)
 {
 	PauseArg   *pa = (PauseArg *) arg;
+	BsStatus	st = bs_pause_tube(conn, pa->tube, pa->secs);
 
-	if (bs_pause_tube(conn, pa->tube, pa->secs))
+	if (st == BS_OK)
 		pa->paused = true;
+	return st == BS_NOT_FOUND ? BS_OK : st;
 }
 
 /* jobq_pause_tube(tube, for) -> false if the tube exists on no server */

@@ -3,10 +3,17 @@
  *		A beanstalkd protocol client that waits the PostgreSQL way.
  *
  * Every wait goes through a WaitEventSet on the process latch, so query
- * cancel, statement_timeout, SIGTERM and postmaster death interrupt it.  A
- * request that is interrupted or gets an unexpected reply leaves the
- * connection in an unknown state; it is closed and the next request opens a
- * new one.  Errors are reported with ereport(ERROR) and a specific SQLSTATE.
+ * cancel, statement_timeout, SIGTERM and postmaster death interrupt it (an
+ * interrupt is the one ERROR that comes out of here).  A request that is
+ * interrupted or gets an unexpected reply leaves the connection in an
+ * unknown state; it is closed and the next request opens a new one.
+ *
+ * Errors are values, as libpq's are: every request returns a BsStatus,
+ * BS_OK, an answer the command expects (NOT_FOUND, TIMED_OUT, ...), a typed
+ * refusal, or BS_LOST for a connection that failed, and keeps what went
+ * wrong in conn->error.  The caller decides what a status means (pool.c
+ * fails over or marks a server down); bs_report turns the kept error into
+ * the caller's ERROR, at the SQL function's or the process loop's edge.
  */
 #ifndef JOBQ_BEANSTALK_H
 #define JOBQ_BEANSTALK_H
@@ -22,6 +29,16 @@
 #define BS_MAX_SERVER		256		/* "host:port" as jobq.servers gives it */
 #define BS_MAX_UINT32		UINT64CONST(4294967295)
 #define BS_MAX_SERVERS		16		/* in jobq.servers */
+
+/* what went wrong with the last request that failed, for bs_report */
+typedef struct BsError
+{
+	int			sqlerrcode;
+	bool		reply_timed_out;	/* a reply came late (not a connect) */
+	char		message[512];
+	char		detail[256];
+	char		hint[256];
+} BsError;
 
 typedef struct BeanstalkConn
 {
@@ -49,10 +66,10 @@ typedef struct BeanstalkConn
 	volatile size_t touch_rem;	/* bytes of partly sent touches still to send */
 	char		used_tube[BS_MAX_NAME + 1];
 	int64		max_job_size;	/* from "stats", -1 until read */
-	bool		reply_timed_out;	/* the last error was a reply's time-out */
+	BsError		error;			/* of the last request that failed */
 } BeanstalkConn;
 
-/* outcomes that callers handle themselves; everything else is an ERROR */
+/* what a request came to (see the header comment) */
 typedef enum BsStatus
 {
 	BS_OK,
@@ -61,7 +78,11 @@ typedef enum BsStatus
 	BS_DEADLINE_SOON,
 	BS_BURIED,					/* put or release: server out of memory */
 	BS_JOB_TOO_BIG,
-	BS_DRAINING
+	BS_DRAINING,				/* trouble: the server takes no new jobs */
+	BS_OUT_OF_MEMORY,			/* trouble */
+	BS_INTERNAL_ERROR,			/* trouble */
+	BS_BAD_REQUEST,				/* BAD_FORMAT and the like: jobq's own bug */
+	BS_LOST						/* trouble: the connection failed and is closed */
 } BsStatus;
 
 /* what a worker tells beanstalkd about a job it ran (bs_read_settle_reply) */
@@ -96,59 +117,60 @@ extern void bs_free(BeanstalkConn *conn);
 extern void bs_close(BeanstalkConn *conn);
 extern void bs_set_server(BeanstalkConn *conn, const char *server);
 extern bool bs_connected(BeanstalkConn *conn);
-extern void bs_connect_now(BeanstalkConn *conn);
+extern pg_nodiscard BsStatus bs_connect_now(BeanstalkConn *conn);
+extern void bs_report(BeanstalkConn *conn) pg_attribute_noreturn();
+extern bool bs_status_trouble(BsStatus st);
 
 /* producers */
-extern void bs_use(BeanstalkConn *conn, const char *tube);
-extern int64 bs_max_job_size(BeanstalkConn *conn);
-extern uint64 bs_put(BeanstalkConn *conn, uint64 pri, uint64 delay, uint64 ttr,
-					 const char *body, size_t len);
+extern pg_nodiscard BsStatus bs_use(BeanstalkConn *conn, const char *tube);
+extern pg_nodiscard BsStatus bs_max_job_size(BeanstalkConn *conn, int64 *size);
+extern pg_nodiscard BsStatus bs_put(BeanstalkConn *conn, uint64 pri, uint64 delay, uint64 ttr,
+					   const char *body, size_t len, uint64 *id);
 
 extern bool bs_tube_name_ok(const char *tube);
 
 /* pipelining: begin, queue several requests, flush once, read each reply in order */
-extern void bs_pipeline_begin(BeanstalkConn *conn);
+extern pg_nodiscard BsStatus bs_pipeline_begin(BeanstalkConn *conn);
 extern bool bs_pipeline_pending(BeanstalkConn *conn);
 extern void bs_queue_use(BeanstalkConn *conn, const char *tube);
 extern void bs_queue_put(BeanstalkConn *conn, uint64 pri, uint64 delay,
 						 uint64 ttr, const char *body, size_t len);
-extern void bs_flush(BeanstalkConn *conn);
-extern void bs_read_use_reply(BeanstalkConn *conn);
-extern BsStatus bs_read_put_reply(BeanstalkConn *conn, uint64 *id);
+extern pg_nodiscard BsStatus bs_flush(BeanstalkConn *conn);
+extern pg_nodiscard BsStatus bs_read_use_reply(BeanstalkConn *conn);
+extern pg_nodiscard BsStatus bs_read_put_reply(BeanstalkConn *conn, uint64 *id);
 
 /* consumers */
-extern int	bs_watch(BeanstalkConn *conn, const char *tube);
-extern int	bs_ignore(BeanstalkConn *conn, const char *tube);
-extern BsStatus bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job);
-extern bool bs_delete(BeanstalkConn *conn, uint64 id);
+extern pg_nodiscard BsStatus bs_watch(BeanstalkConn *conn, const char *tube, int *n);
+extern pg_nodiscard BsStatus bs_ignore(BeanstalkConn *conn, const char *tube, int *n);
+extern pg_nodiscard BsStatus bs_reserve(BeanstalkConn *conn, int timeout_s, BsJob *job);
+extern pg_nodiscard BsStatus bs_delete(BeanstalkConn *conn, uint64 id);
 /* a worker's batch: pipelined reserves, stats-job, delete/release/bury */
 extern void bs_queue_reserve(BeanstalkConn *conn, int timeout_s);
-extern BsStatus bs_read_reserve_reply(BeanstalkConn *conn, BsJob *job);
+extern pg_nodiscard BsStatus bs_read_reserve_reply(BeanstalkConn *conn, BsJob *job);
 extern int	bs_wait_any(BeanstalkConn **conns, int n, uint32 mask, TimestampTz deadline);
 extern void bs_queue_stats_job(BeanstalkConn *conn, uint64 id);
-extern char *bs_read_stats_job_reply(BeanstalkConn *conn, size_t *len);
+extern pg_nodiscard BsStatus bs_read_stats_job_reply(BeanstalkConn *conn, char **yaml, size_t *len);
 extern void bs_queue_delete(BeanstalkConn *conn, uint64 id);
 extern void bs_queue_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay);
 extern void bs_queue_bury(BeanstalkConn *conn, uint64 id, uint64 pri);
-extern BsStatus bs_read_settle_reply(BeanstalkConn *conn, BsSettle what);
+extern pg_nodiscard BsStatus bs_read_settle_reply(BeanstalkConn *conn, BsSettle what);
 extern void bs_touch_arm(BeanstalkConn *conn, const uint64 *ids, int n);
 extern void bs_touch_disarm(BeanstalkConn *conn);
 extern void bs_touch_rearm(BeanstalkConn *conn);
 extern void bs_send_raw_touch(BeanstalkConn *conn);
-extern void bs_drain_pending(BeanstalkConn *conn);
+extern pg_nodiscard BsStatus bs_drain_pending(BeanstalkConn *conn);
 
 /* administration */
-extern uint64 bs_kick(BeanstalkConn *conn, uint64 bound);
-extern bool bs_kick_job(BeanstalkConn *conn, uint64 id);
-extern bool bs_peek_job(BeanstalkConn *conn, uint64 id, BsJob *job);
-extern bool bs_peek_state(BeanstalkConn *conn, BsPeekState state, BsJob *job);
-extern char *bs_stats_server(BeanstalkConn *conn, size_t *len);
-extern char *bs_stats_tube(BeanstalkConn *conn, const char *tube, size_t *len);
-extern char *bs_stats_job(BeanstalkConn *conn, uint64 id, size_t *len);
-extern char *bs_list_tubes(BeanstalkConn *conn, size_t *len);
-extern bool bs_pause_tube(BeanstalkConn *conn, const char *tube, uint64 delay);
+extern pg_nodiscard BsStatus bs_kick(BeanstalkConn *conn, uint64 bound, uint64 *kicked);
+extern pg_nodiscard BsStatus bs_kick_job(BeanstalkConn *conn, uint64 id);
+extern pg_nodiscard BsStatus bs_peek_job(BeanstalkConn *conn, uint64 id, BsJob *job);
+extern pg_nodiscard BsStatus bs_peek_state(BeanstalkConn *conn, BsPeekState state, BsJob *job);
+extern pg_nodiscard BsStatus bs_stats_server(BeanstalkConn *conn, char **yaml, size_t *len);
+extern pg_nodiscard BsStatus bs_stats_tube(BeanstalkConn *conn, const char *tube, char **yaml, size_t *len);
+extern pg_nodiscard BsStatus bs_stats_job(BeanstalkConn *conn, uint64 id, char **yaml, size_t *len);
+extern pg_nodiscard BsStatus bs_list_tubes(BeanstalkConn *conn, char **yaml, size_t *len);
+extern pg_nodiscard BsStatus bs_pause_tube(BeanstalkConn *conn, const char *tube, uint64 delay);
 
-extern bool bs_server_trouble(int sqlerrcode);
 
 /* YAML produced by stats commands: "key: value" lines */
 extern char *bs_yaml_get(const char *yaml, const char *key);

@@ -200,10 +200,15 @@ retry_row(Oid caller, SPITupleTable *tt, uint64 row)
 		JobBody		body;
 		char	   *error;
 
-		if (bs_peek_job(conn, (uint64) DatumGetInt64(bs_id), &job) &&
+		/* best effort: a server that does not answer keeps its buried copy */
+		if (bs_peek_job(conn, (uint64) DatumGetInt64(bs_id), &job) == BS_OK &&
 			job_decode(job.body, job.len, &body, &error) && body.has_id &&
 			memcmp(&body.id, &id, sizeof(id)) == 0)
-			(void) bs_delete(conn, job.id);
+		{
+			bool		deleted = bs_delete(conn, job.id) == BS_OK;
+
+			(void) deleted;		/* gone since, or the server failed: it stays */
+		}
 	}
 }
 

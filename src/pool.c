@@ -319,59 +319,58 @@ pool_mark_up(BsPool *pool, int i)
 }
 
 /*
- * fn(conn of server i, arg).  An error that says the server is unusable
- * (bs_server_trouble) closes the connection, marks the server down and
- * returns false; any other error is thrown on.  fn must only talk to the
- * server: the error is caught without a subtransaction.
+ * A request to server i came to a status that says the server is unusable
+ * (bs_status_trouble): close the connection and mark the server down.
+ */
+void
+pool_failed(BsPool *pool, int i, BsStatus st)
+{
+	BeanstalkConn *conn = pool->conns[i];
+
+	Assert(bs_status_trouble(st));
+	snprintf(pool->last_error, sizeof(pool->last_error), "%s: %s",
+			 conn->server, conn->error.message);
+	bs_close(conn);
+
+	/*
+	 * Shared with the other processes: what the relay and the workers
+	 * found unreachable, a connection refused, reset or not made in time.
+	 * Not a session's finding (its jobq.io_timeout and jobq.connect_timeout
+	 * are its user's to set), nor a reply that was late (the asking
+	 * process's own load may be why), nor a reply that made no sense, nor
+	 * a server that is draining or out of memory, which the workers must
+	 * still empty.
+	 */
+	pool_mark_down(pool, i, conn->error.message,
+				   pool->who != NULL && st == BS_LOST &&
+				   ERRCODE_TO_CATEGORY(conn->error.sqlerrcode) == ERRCODE_CONNECTION_EXCEPTION &&
+				   conn->error.sqlerrcode != ERRCODE_PROTOCOL_VIOLATION &&
+				   !conn->error.reply_timed_out);
+}
+
+/*
+ * fn(conn of server i, arg), which returns the status of its requests
+ * (BS_OK once it has dealt with the answers).  A status that says the
+ * server is unusable closes the connection, marks the server down and
+ * returns false; any other marks it up and returns true, except
+ * BS_BAD_REQUEST, a request jobq got wrong, which is the caller's ERROR.
+ * Nothing is caught here: an ERROR that fn throws (a cancel, a refusal fn
+ * reports) goes on to the caller.
  */
 bool
 pool_call(BsPool *pool, int i, PoolFn fn, void *arg)
 {
-	MemoryContext ctx = CurrentMemoryContext;
-	volatile bool ok = true;
+	BsStatus	st = fn(pool->conns[i], arg);
 
-	pool->conns[i]->reply_timed_out = false;
-	PG_TRY();
+	if (st == BS_BAD_REQUEST)
+		bs_report(pool->conns[i]);
+	if (bs_status_trouble(st))
 	{
-		fn(pool->conns[i], arg);
+		pool_failed(pool, i, st);
+		return false;
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(ctx);
-		edata = CopyErrorData();
-		if (!bs_server_trouble(edata->sqlerrcode))
-		{
-			FreeErrorData(edata);
-			PG_RE_THROW();
-		}
-		FlushErrorState();
-		snprintf(pool->last_error, sizeof(pool->last_error), "%s: %s",
-				 pool->conns[i]->server, edata->message);
-		bs_close(pool->conns[i]);
-
-		/*
-		 * Shared with the other processes: what the relay and the workers
-		 * found unreachable, a connection refused, reset or not made in
-		 * time.  Not a session's finding (its jobq.io_timeout and
-		 * jobq.connect_timeout are its user's to set), nor a reply that was
-		 * late (the asking process's own load may be why), nor a reply that
-		 * made no sense, nor a server that is draining or out of memory,
-		 * which the workers must still empty.
-		 */
-		pool_mark_down(pool, i, edata->message,
-					   pool->who != NULL &&
-					   ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_CONNECTION_EXCEPTION &&
-					   edata->sqlerrcode != ERRCODE_PROTOCOL_VIOLATION &&
-					   !pool->conns[i]->reply_timed_out);
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	if (ok)
-		pool_mark_up(pool, i);
-	return ok;
+	pool_mark_up(pool, i);
+	return true;
 }
 
 /*

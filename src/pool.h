@@ -29,7 +29,7 @@ typedef struct BsPool
 } BsPool;
 
 /* a request to one server of a pool, see pool_call */
-typedef void (*PoolFn) (BeanstalkConn *conn, void *arg);
+typedef BsStatus (*PoolFn) (BeanstalkConn *conn, void *arg);
 
 extern void pool_init(BsPool *pool, const char *servers, const char *who, MemoryContext mcxt);
 extern bool pool_set_servers(BsPool *pool, const char *servers);
@@ -41,6 +41,7 @@ extern BeanstalkConn *pool_conn_of(BsPool *pool, const char *server);
 extern void pool_mark_down(BsPool *pool, int i, const char *why, bool share);
 extern void pool_mark_up(BsPool *pool, int i);
 extern bool pool_call(BsPool *pool, int i, PoolFn fn, void *arg);
+extern void pool_failed(BsPool *pool, int i, BsStatus st);
 extern int64 pool_min_job_size(BsPool *pool);
 extern void pool_error_all_failed(BsPool *pool, const char *outcome) pg_attribute_noreturn();
 

@@ -177,19 +177,43 @@ typedef struct PutNow
 	uint64		id;				/* beanstalkd's, on that server */
 } PutNow;
 
-static void
+static BsStatus
 put_now_on(BeanstalkConn *conn, void *arg)
 {
 	PutNow	   *p = (PutNow *) arg;
-	int64		max = bs_max_job_size(conn);
+	int64		max;
+	BsStatus	st;
 
+	if ((st = bs_max_job_size(conn, &max)) != BS_OK)
+		return st;
 	if ((int64) p->len > max)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("%s", job_too_big_message(p->len, max, conn->server)),
 				 errhint("Send smaller kwargs, or raise beanstalkd's -z limit.")));
-	bs_use(conn, p->spec->tube);
-	p->id = bs_put(conn, p->spec->priority, p->spec->delay, p->spec->ttr, p->body, p->len);
+	if ((st = bs_use(conn, p->spec->tube)) != BS_OK)
+		return st;
+	st = bs_put(conn, p->spec->priority, p->spec->delay, p->spec->ttr, p->body, p->len, &p->id);
+	switch (st)
+	{
+		case BS_BURIED:
+			/* not a server to fail over from: the job is in it, buried */
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("beanstalkd at %s is out of memory and buried job " UINT64_FORMAT,
+							conn->server, p->id)));
+			break;
+		case BS_JOB_TOO_BIG:
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("%s", job_too_big_message(p->len, -1, conn->server)),
+					 errhint("Send smaller kwargs, or raise beanstalkd's -z limit.")));
+			break;
+		default:
+			break;
+	}
+	/* BS_OK, or what pool_call fails over from (DRAINING, a lost connection) */
+	return st;
 }
 
 /*
@@ -219,7 +243,8 @@ put_now(FunctionCallInfo fcinfo, int *server)
 	if (pool->n == 1)
 	{
 		/* the server's own error is the clearest */
-		put_now_on(pool->conns[0], &p);
+		if (put_now_on(pool->conns[0], &p) != BS_OK)
+			bs_report(pool->conns[0]);
 		*server = 0;
 		return p.id;
 	}

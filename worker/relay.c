@@ -369,14 +369,16 @@ typedef struct ServerBatch
  * whose tube is not a tube name (only a row written by hand has one): it
  * would be a protocol error, or another command.
  */
-static void
+static BsStatus
 send_to_server(BeanstalkConn *conn, void *arg)
 {
 	ServerBatch *sb = (ServerBatch *) arg;
 	char		tube[BS_MAX_NAME + 1];
+	BsStatus	st;
 
-	sb->max_size = bs_max_job_size(conn);
-	bs_pipeline_begin(conn);
+	if ((st = bs_max_job_size(conn, &sb->max_size)) != BS_OK ||
+		(st = bs_pipeline_begin(conn)) != BS_OK)
+		return st;
 	strlcpy(tube, conn->used_tube, sizeof(tube));
 	for (int i = 0; i < sb->n; i++)
 	{
@@ -402,8 +404,7 @@ send_to_server(BeanstalkConn *conn, void *arg)
 					 (uint64) job->ttr, job->body, job->body_len);
 		row->sent = true;
 	}
-	if (bs_pipeline_pending(conn))
-		bs_flush(conn);
+	return bs_pipeline_pending(conn) ? bs_flush(conn) : BS_OK;
 }
 
 /*
@@ -411,7 +412,7 @@ send_to_server(BeanstalkConn *conn, void *arg)
  * once its reply is read: an error part way leaves the rest to be placed
  * again (their puts may have gone in: delivery is at least once).
  */
-static void
+static BsStatus
 read_from_server(BeanstalkConn *conn, void *arg)
 {
 	ServerBatch *sb = (ServerBatch *) arg;
@@ -420,12 +421,13 @@ read_from_server(BeanstalkConn *conn, void *arg)
 	{
 		OutboxRow  *row = &sb->rows[i];
 		uint64		id;
+		BsStatus	st;
 
 		if (!row->sent || row->server != sb->server)
 			continue;
-		if (row->use_sent)
-			bs_read_use_reply(conn);
-		switch (bs_read_put_reply(conn, &id))
+		if (row->use_sent && (st = bs_read_use_reply(conn)) != BS_OK)
+			return st;
+		switch ((st = bs_read_put_reply(conn, &id)))
 		{
 			case BS_OK:
 				break;
@@ -439,19 +441,14 @@ read_from_server(BeanstalkConn *conn, void *arg)
 				row->refused_code = "54000";
 				row->refused = job_too_big_message(row->job.body_len, -1, conn->server);
 				break;
-			case BS_DRAINING:
-				/* another server takes it, and the rest of this one's */
-				ereport(ERROR,
-						(errcode(ERRCODE_CANNOT_CONNECT_NOW),
-						 errmsg("beanstalkd at %s is draining and accepts no new jobs",
-								conn->server)));
-				break;
 			default:
-				elog(ERROR, "jobq: unexpected put status");
+				/* DRAINING, a lost connection: another server takes the rest */
+				return st;
 		}
 		row->sent = false;
 		row->done = true;
 	}
+	return BS_OK;
 }
 
 /*

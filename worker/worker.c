@@ -68,7 +68,7 @@ static BsPool pool;				/* the servers of jobq.servers */
 static int	cur = -1;			/* the server of the batch at hand */
 static int	next_server = 0;	/* where the next look for ready jobs starts */
 static int	streak = 0;			/* full batches in a row from cur */
-static int	busy_server = -1;	/* the server of the request under way */
+static bool server_failure = false;	/* the iteration ended for a server's failure */
 static uint32 still_waiting = 0;	/* servers with a blocking reserve sent, unanswered */
 static List *tubes = NIL;		/* the tubes with handlers (TopMemoryContext) */
 static TimestampTz tubes_refreshed = 0;
@@ -151,13 +151,16 @@ refresh_tubes(void)
  * "default" tube every connection starts with is ignored unless it has a
  * handler.  A new connection (its generation changed) starts over.
  */
-static void
+static BsStatus
 sync_watch(BeanstalkConn *c, int i)
 {
 	ListCell   *lc;
 	MemoryContext ctx;
+	BsStatus	st;
+	int			n;
 
-	bs_connect_now(c);
+	if ((st = bs_connect_now(c)) != BS_OK)
+		return st;
 	ctx = MemoryContextSwitchTo(TopMemoryContext);
 	if (watched_generation[i] != c->generation)
 	{
@@ -169,26 +172,48 @@ sync_watch(BeanstalkConn *c, int i)
 	{
 		if (!list_has_string(watched[i], lfirst(lc)))
 		{
-			bs_watch(c, lfirst(lc));
+			if ((st = bs_watch(c, lfirst(lc), &n)) != BS_OK)
+				break;
 			watched[i] = lappend(watched[i], pstrdup(lfirst(lc)));
 		}
 	}
 	foreach(lc, watched[i])
 	{
-		if (!list_has_string(tubes, lfirst(lc)))
+		if (st == BS_OK && !list_has_string(tubes, lfirst(lc)))
 		{
-			bs_ignore(c, lfirst(lc));
+			if ((st = bs_ignore(c, lfirst(lc), &n)) != BS_OK)
+				break;
 			pfree(lfirst(lc));
 			watched[i] = foreach_delete_current(watched[i], lc);
 		}
 	}
 	MemoryContextSwitchTo(ctx);
+	return st;
 }
 
-static void
+static BsStatus
 sync_watch_call(BeanstalkConn *c, void *arg)
 {
-	sync_watch(c, *(int *) arg);
+	return sync_watch(c, *(int *) arg);
+}
+
+/*
+ * A request to server s outside pool_call came to st: nothing, unless it
+ * failed; then, as pool_call would, the server is marked down, and the
+ * iteration ends with the request's error (the main loop gives back what
+ * the batch had reserved).
+ */
+static void
+check_request(int s, BsStatus st)
+{
+	if (!bs_status_trouble(st) && st != BS_BAD_REQUEST)
+		return;
+	if (bs_status_trouble(st))
+	{
+		pool_failed(&pool, s, st);
+		server_failure = true;
+	}
+	bs_report(pool.conns[s]);
 }
 
 /* close every connection: nothing reserved, nothing watched */
@@ -243,9 +268,12 @@ static void
 read_facts(BatchJob *bj)
 {
 	size_t		len;
+	char	   *yaml;
+	BsStatus	st = bs_read_stats_job_reply(pool.conns[bj->server], &yaml, &len);
 
-	bj->gone = !facts_from_stats(bs_read_stats_job_reply(pool.conns[bj->server], &len),
-								 &bj->facts);
+	if (st != BS_NOT_FOUND)
+		check_request(bj->server, st);
+	bj->gone = !facts_from_stats(yaml, &bj->facts);
 }
 
 /* the servers of jobs[from..n) (not gone), as a mask */
@@ -287,18 +315,16 @@ read_stats(BatchJob *jobs, int from, int n)
 	{
 		if (!(used & (1U << s)))
 			continue;
-		busy_server = s;
-		bs_pipeline_begin(pool.conns[s]);
+		check_request(s, bs_pipeline_begin(pool.conns[s]));
 		for (int i = from; i < n; i++)
 			if (jobs[i].server == s)
 				bs_queue_stats_job(pool.conns[s], jobs[i].job.id);
-		bs_flush(pool.conns[s]);
+		check_request(s, bs_flush(pool.conns[s]));
 	}
 	for (int s = 0; s < pool.n; s++)
 	{
 		if (!(used & (1U << s)))
 			continue;
-		busy_server = s;
 		for (int i = from; i < n; i++)
 			if (jobs[i].server == s)
 				read_facts(&jobs[i]);
@@ -307,20 +333,32 @@ read_stats(BatchJob *jobs, int from, int n)
 
 /*
  * Read the replies to 'count' pipelined "reserve-with-timeout 0" sent to
- * server s into jobs[0..count); returns how many jobs came.
+ * server s into jobs[0..count); *n says how many jobs came.
  */
-static int
-read_reserved(BatchJob *jobs, int count, int s)
+static BsStatus
+read_reserved(BatchJob *jobs, int count, int s, int *n)
 {
-	int			n = 0;
-
-	busy_server = s;
+	*n = 0;
 	for (int i = 0; i < count; i++)
 	{
-		if (bs_read_reserve_reply(pool.conns[s], &jobs[n].job) == BS_OK)
-			jobs[n++].server = s;
+		BsStatus	st = bs_read_reserve_reply(pool.conns[s], &jobs[*n].job);
+
+		if (st == BS_OK)
+			jobs[(*n)++].server = s;
+		else if (st != BS_TIMED_OUT && st != BS_DEADLINE_SOON)
+			return st;
 	}
-	return n;
+	return BS_OK;
+}
+
+/* the answer to one reserve: a job (r->got), none, or the failure */
+static BsStatus
+reserve_answer(BeanstalkConn *c, BsJob *job, bool *got)
+{
+	BsStatus	st = bs_read_reserve_reply(c, job);
+
+	*got = st == BS_OK;
+	return (st == BS_TIMED_OUT || st == BS_DEADLINE_SOON) ? BS_OK : st;
 }
 
 /* one server's part in looking for a job: see reserve_first */
@@ -332,35 +370,40 @@ typedef struct ServerReserve
 } ServerReserve;
 
 /* a job that is ready now on this server, if there is one */
-static void
+static BsStatus
 reserve_ready(BeanstalkConn *c, void *arg)
 {
 	ServerReserve *r = (ServerReserve *) arg;
+	BsStatus	st;
 
-	sync_watch(c, r->server);
-	bs_pipeline_begin(c);
+	if ((st = sync_watch(c, r->server)) != BS_OK ||
+		(st = bs_pipeline_begin(c)) != BS_OK)
+		return st;
 	bs_queue_reserve(c, 0);
-	bs_flush(c);
-	r->got = bs_read_reserve_reply(c, &r->first) == BS_OK;
+	if ((st = bs_flush(c)) != BS_OK)
+		return st;
+	return reserve_answer(c, &r->first, &r->got);
 }
 
-static void
+static BsStatus
 send_blocking_reserve(BeanstalkConn *c, void *arg)
 {
 	ServerReserve *r = (ServerReserve *) arg;
+	BsStatus	st;
 
-	sync_watch(c, r->server);
-	bs_pipeline_begin(c);
+	if ((st = sync_watch(c, r->server)) != BS_OK ||
+		(st = bs_pipeline_begin(c)) != BS_OK)
+		return st;
 	bs_queue_reserve(c, RESERVE_TIMEOUT_S);
-	bs_flush(c);
+	return bs_flush(c);
 }
 
-static void
+static BsStatus
 read_blocking_reserve(BeanstalkConn *c, void *arg)
 {
 	ServerReserve *r = (ServerReserve *) arg;
 
-	r->got = bs_read_reserve_reply(c, &r->first) == BS_OK;
+	return reserve_answer(c, &r->first, &r->got);
 }
 
 /*
@@ -437,7 +480,8 @@ reserve_first(BatchJob *jobs)
 			if (!(sent & (1U << j)))
 				continue;
 			bs_close(pool.conns[j]);
-			pool_mark_down(&pool, j, "no reply to reserve-with-timeout in time", true);
+			/* a late reply is this process's finding only (see pool_failed) */
+			pool_mark_down(&pool, j, "no reply to reserve-with-timeout in time", false);
 		}
 		return 0;
 	}
@@ -503,15 +547,14 @@ reserve_batch(BatchJob **jobs, int want)
 		return 0;
 	conn = pool.conns[cur];
 	more = Max(want - first, 0);
-	busy_server = cur;
-	bs_pipeline_begin(conn);
+	check_request(cur, bs_pipeline_begin(conn));
 	bs_queue_stats_job(conn, (*jobs)[0].job.id);
 	for (int i = 0; i < more; i++)
 		bs_queue_reserve(conn, 0);
-	bs_flush(conn);
+	check_request(cur, bs_flush(conn));
 	read_facts(&(*jobs)[0]);
-	n = first + read_reserved(*jobs + first, more, cur);
-	n = reserve_late(*jobs, n);
+	check_request(cur, read_reserved(*jobs + first, more, cur, &n));
+	n = reserve_late(*jobs, first + n);
 	read_stats(*jobs, 1, n);
 	return n;
 }
@@ -553,15 +596,16 @@ typedef struct ServerSettle
 } ServerSettle;
 
 /* step 5 on one server: its jobs of jobs[0..n), and the prefetch on cur */
-static void
+static BsStatus
 settle_on_server(BeanstalkConn *c, void *arg)
 {
 	ServerSettle *ss = (ServerSettle *) arg;
 	BatchJob   *jobs = ss->jobs;
+	BsStatus	st;
 
 	/* the replies to the touches come first */
-	bs_drain_pending(c);
-	bs_pipeline_begin(c);
+	if ((st = bs_drain_pending(c)) != BS_OK || (st = bs_pipeline_begin(c)) != BS_OK)
+		return st;
 	for (int i = 0; i < ss->n; i++)
 	{
 		BatchJob   *bj = &jobs[i];
@@ -585,15 +629,19 @@ settle_on_server(BeanstalkConn *c, void *arg)
 	for (int i = 0; i < ss->prefetch; i++)
 		bs_queue_reserve(c, 0);
 	if (!bs_pipeline_pending(c))
-		return;
-	bs_flush(c);
+		return BS_OK;
+	if ((st = bs_flush(c)) != BS_OK)
+		return st;
 	for (int i = 0; i < ss->n; i++)
 	{
 		BatchJob   *bj = &jobs[i];
 
 		if (bj->gone || bj->server != ss->server)
 			continue;
-		(void) bs_read_settle_reply(c, settle_of(bj));
+		/* NOT_FOUND (or BURIED for a release) is fine, see above */
+		st = bs_read_settle_reply(c, settle_of(bj));
+		if (bs_status_trouble(st) || st == BS_BAD_REQUEST)
+			return st;
 		if (bj->out.ok)
 			slot_count(my_slot, true);
 		else if (bj->final_failure)
@@ -615,11 +663,13 @@ settle_on_server(BeanstalkConn *c, void *arg)
 		MemoryContextReset(next);
 		old = MemoryContextSwitchTo(next);
 		next_jobs = palloc0(sizeof(BatchJob) * ss->prefetch);
-		next_n = read_reserved(next_jobs, ss->prefetch, ss->server);
+		st = read_reserved(next_jobs, ss->prefetch, ss->server, &next_n);
 		next_from = ss->server;
 		next_conn_generation = c->generation;
 		MemoryContextSwitchTo(old);
+		return st;
 	}
+	return BS_OK;
 }
 
 /*
@@ -687,7 +737,6 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 	if (min_ttr_ms == PG_UINT64_MAX)
 		min_ttr_ms = 1000;
 
-	busy_server = -1;			/* a touch's failure names no server here */
 	job_touch_start(jobs, n);
 	while (i < n)
 	{
@@ -773,7 +822,7 @@ worker_iteration(void)
 	int			n;
 	int			prefetch;
 
-	busy_server = -1;
+	server_failure = false;
 	if (pool_set_servers(&pool, jobq_servers))
 	{
 		close_all();
@@ -866,21 +915,14 @@ jobq_worker_main(Datum arg)
 		}
 		PG_CATCH();
 		{
-			int			code;
-
 			job_touch_stop();
 			/* not psprintf here: this is ErrorContext, which the recovery resets */
-			code = process_recover(my_slot, worker_name, &backoff);
+			(void) process_recover(my_slot, worker_name, &backoff);
 			/* what the batch had reserved goes back at once */
 			close_all();
-			if (bs_server_trouble(code) && pool.n > 1 && busy_server >= 0 &&
-				busy_server < pool.n)
-			{
-				/* that server failed: the others need not wait */
-				pool_mark_down(&pool, busy_server, "a request failed",
-							   ERRCODE_TO_CATEGORY(code) == ERRCODE_CONNECTION_EXCEPTION);
+			/* a server failed (and is marked down): the others need not wait */
+			if (server_failure && pool.n > 1)
 				backoff.backoff_ms = 0;
-			}
 		}
 		PG_END_TRY();
 
