@@ -22,11 +22,20 @@ ALTER TABLE jobq.handlers
 -- an array's elements cannot be converted in ALTER COLUMN (no subquery there)
 ALTER TABLE jobq.handlers RENAME COLUMN producers TO producers_1_3;
 ALTER TABLE jobq.handlers ADD COLUMN producers pg_catalog.name[] NOT NULL DEFAULT '{}';
+-- a role dropped since is no name: a producer that is gone is left out, and
+-- a run_as or registered_by that is gone becomes "pg_dropped_role", a name
+-- CREATE ROLE refuses (pg_ is reserved), so no new role inherits its place
 UPDATE jobq.handlers
    SET producers = ARRAY(SELECT pg_catalog.pg_get_userbyid(p::pg_catalog.oid)
                            FROM pg_catalog.unnest(producers_1_3) WITH ORDINALITY AS u(p, i)
+                          WHERE EXISTS (SELECT FROM pg_catalog.pg_roles r
+                                         WHERE r.oid OPERATOR(pg_catalog.=) p::pg_catalog.oid)
                           ORDER BY i);
 ALTER TABLE jobq.handlers DROP COLUMN producers_1_3;
+UPDATE jobq.handlers SET run_as = 'pg_dropped_role'
+ WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) run_as);
+UPDATE jobq.handlers SET registered_by = 'pg_dropped_role'
+ WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) registered_by);
 
 COMMENT ON COLUMN jobq.handlers.handler IS
     'The handler function''s signature (schema.name(argtypes)), resolved when a job runs; NULL for a library/symbol handler';

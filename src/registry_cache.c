@@ -13,7 +13,8 @@
  * statement trigger, jobq_handlers_changed, sends a relcache invalidation
  * for the table, whoever made the change), and any change to pg_proc or
  * pg_authid (a function or role renamed, dropped or created under a
- * registered name).  Invalidations are taken in at the next lock or
+ * registered name), pg_namespace or pg_type (a schema or an argument type
+ * renamed: the signature changes).  Invalidations are taken in at the next lock or
  * AcceptInvalidationMessages, which the worker calls before every job.  A
  * load that an invalidation overtook is used but not kept: what it read may
  * be older than what the invalidation announced.  Role memberships are not
@@ -86,6 +87,24 @@ catalog_changed(Datum arg, int cacheid, uint32 hashvalue)
 	regcache_reset();
 }
 
+/*
+ * The callbacks, before anything is read: an invalidation taken in during
+ * the first load must count too.  A function's signature also changes with
+ * its schema's name and its argument types' names.
+ */
+static void
+regcache_register_callbacks(void)
+{
+	if (callbacks_registered)
+		return;
+	CacheRegisterRelcacheCallback(relcache_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, catalog_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, catalog_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, catalog_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(TYPEOID, catalog_changed, (Datum) 0);
+	callbacks_registered = true;
+}
+
 static void
 regcache_init(void)
 {
@@ -94,13 +113,6 @@ regcache_init(void)
 	if (regcache_cxt == NULL)
 		regcache_cxt = AllocSetContextCreate(CacheMemoryContext, "jobq registry cache",
 											 ALLOCSET_SMALL_SIZES);
-	if (!callbacks_registered)
-	{
-		CacheRegisterRelcacheCallback(relcache_changed, (Datum) 0);
-		CacheRegisterSyscacheCallback(PROCOID, catalog_changed, (Datum) 0);
-		CacheRegisterSyscacheCallback(AUTHOID, catalog_changed, (Datum) 0);
-		callbacks_registered = true;
-	}
 	ctl.keysize = sizeof(RegKey);
 	ctl.entrysize = sizeof(RegEntry);
 	ctl.hcxt = regcache_cxt;
@@ -145,7 +157,10 @@ load_plan_for(JobqSchemaVersion version)
 	if (load_plan != NULL && load_plan_version == version)
 		return load_plan;
 	if (load_plan != NULL)
+	{
 		SPI_freeplan(load_plan);
+		load_plan = NULL;		/* not used again if the next prepare fails */
+	}
 	/* before 1.4 handler is a regprocedure, which prints as the same signature */
 	load_plan = schema_keep_plan(psprintf("SELECT handler::pg_catalog.text, library, symbol, "
 										  "%s, run_as::pg_catalog.text, %s, max_attempts, "
@@ -246,6 +261,8 @@ regcache_lookup(const char *tube, const char *func_name, Registration *reg)
 	RegEntry   *entry = NULL;
 	bool		found;
 	uint64		before;
+
+	regcache_register_callbacks();
 
 	/*
 	 * A name longer than the key's room (only a hand-written row of

@@ -435,7 +435,7 @@ END $$;
 SELECT jobq_register('tstub', 'stubborn', timeout => '1 s', max_attempts => 1);
 SELECT jobq_put('tstub', 'stubborn', '{}');
 });
-	ok(wait_for($B, q{SELECT sqlstate FROM jobq.failed WHERE tube = 'tstub'}, 90, 'XX000'),
+	ok(wait_for($B, q{SELECT sqlstate FROM jobq.failed WHERE tube = 'tstub'}, 180, 'XX000'),
 		'stubborn handler: ended with its worker, then buried once it came back too often');
 	isnt(worker_pids($B), $pids, 'stubborn handler: the worker was replaced');
 	ok(wait_n($B, 1, 30), 'stubborn handler: the worker is back');

@@ -102,12 +102,13 @@ $A->stop('fast');
 # B: pg_restore of the custom-format dump into a fresh cluster with jobq
 # preloaded (its workers wait for the extension), its own beanstalkd
 my $portB = bs_port(131);
-my $bsB = bs_start($portB);
 my $B = init_node('restore_custom');
 jobq_conf($B, $portB);
 $B->start;
 make_roles($B);
+# beanstalkd comes after the restore: no job runs before its grants are back
 command_ok([ 'pg_restore', '-d', $B->connstr('postgres'), $dump_c ], 'B: pg_restore into a fresh database');
+my $bsB = bs_start($portB);
 $B->safe_psql('postgres', 'ALTER DATABASE postgres SET search_path = public');
 ok(wait_for($B, q{SELECT count(*) = 0 FROM jobq.outbox}, 60), "B: the restored outbox was delivered");
 ok(wait_for($B, q{SELECT count(*) = 4 FROM public.effects WHERE tag = 'h'}, 30), 'B: and its jobs ran');

@@ -247,11 +247,19 @@ job_touch_drain(void)
 	for (int s = 0; s < pool->n; s++)
 	{
 		BeanstalkConn *c = pool->conns[s];
+		BsStatus	st;
 
 		if (!(touch_servers & (1U << s)))
 			continue;
 		bs_touch_disarm(c);
-		bs_drain_pending(c);
+		st = bs_drain_pending(c);
+		if (st != BS_OK)
+		{
+			/* the batch's reservations on it are gone: the batch ends */
+			if (bs_status_trouble(st))
+				pool_failed(pool, s, st);
+			bs_report(c);
+		}
 		bs_touch_rearm(c);
 	}
 	touch_timer_start();
@@ -377,8 +385,13 @@ handler_rights_hold(const Handler *h, Outcome *out)
  * a connection lost or closed, a ttr that ran out.  Failed runs are counted
  * apart (job_run), so that a job a worker gave back unrun (worker.c,
  * reserve_first) does not lose one of its attempts, and a kicked job gets
- * its run.
+ * its run.  Such give-backs also end a reservation without an outcome, and
+ * under a burst on a pool one job may see a few: GIVE_BACK_SLACK of them
+ * are allowed for before the job counts as ending its worker (with
+ * max_attempts 1, two give-backs buried jobs that never ran).
  */
+#define GIVE_BACK_SLACK	2
+
 static bool
 job_admissible(const Handler *h, const JobFacts *facts, Outcome *out)
 {
@@ -392,7 +405,7 @@ job_admissible(const Handler *h, const JobFacts *facts, Outcome *out)
 									  timestamptz_to_str(h->registered_at)));
 		return false;
 	}
-	if (facts->attempt - 1 - facts->failures > h->max_attempts)
+	if (facts->attempt - 1 - facts->failures > h->max_attempts + GIVE_BACK_SLACK)
 	{
 		set_outcome_rejected(out, "XX000",
 							 psprintf("job was reserved %d times without an outcome (max_attempts is %d): its handler ends the worker",
@@ -775,7 +788,15 @@ run_in_subtransaction(BatchJob *bj, JobBody *body, bool *decoded)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(ctx);
 		CurrentResourceOwner = owner;
-		if (stage == JOB_LOOKING_UP)
+		/*
+		 * The registry's failure is the batch's; so is, while decoding, an
+		 * error that is no defect of the body (a cancel, out of memory):
+		 * only a data exception or a size limit says the body is bad.
+		 */
+		if (stage == JOB_LOOKING_UP ||
+			(stage == JOB_DECODING &&
+			 ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
+			 ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_PROGRAM_LIMIT_EXCEEDED))
 			ReThrowError(edata);
 		out->ok = false;
 		if (stage == JOB_DECODING)
