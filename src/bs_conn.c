@@ -263,6 +263,19 @@ bs_connected(BeanstalkConn *conn)
 	return conn->fd != PGINVALID_SOCKET;
 }
 
+/* what went wrong, kept in the connection for bs_report */
+static void
+pg_attribute_printf(5, 0)
+bs_keep_error(BeanstalkConn *conn, int sqlerrcode, const char *detail, const char *hint,
+			  const char *fmt, va_list ap)
+{
+	conn->error.sqlerrcode = sqlerrcode;
+	conn->error.reply_timed_out = false;
+	vsnprintf(conn->error.message, sizeof(conn->error.message), fmt, ap);
+	strlcpy(conn->error.detail, detail ? detail : "", sizeof(conn->error.detail));
+	strlcpy(conn->error.hint, hint ? hint : "", sizeof(conn->error.hint));
+}
+
 /*
  * A request failed at the connection level: remember why (the caller
  * reports it, see bs_report), close the connection, and return BS_LOST.
@@ -274,13 +287,9 @@ bs_fail(BeanstalkConn *conn, int sqlerrcode, const char *detail, const char *hin
 {
 	va_list		ap;
 
-	conn->error.sqlerrcode = sqlerrcode;
-	conn->error.reply_timed_out = false;
 	va_start(ap, fmt);
-	vsnprintf(conn->error.message, sizeof(conn->error.message), fmt, ap);
+	bs_keep_error(conn, sqlerrcode, detail, hint, fmt, ap);
 	va_end(ap);
-	strlcpy(conn->error.detail, detail ? detail : "", sizeof(conn->error.detail));
-	strlcpy(conn->error.hint, hint ? hint : "", sizeof(conn->error.hint));
 	bs_close(conn);
 	return BS_LOST;
 }
@@ -295,12 +304,9 @@ bs_note(BeanstalkConn *conn, BsStatus st, int sqlerrcode, const char *fmt,...)
 {
 	va_list		ap;
 
-	conn->error.sqlerrcode = sqlerrcode;
-	conn->error.reply_timed_out = false;
 	va_start(ap, fmt);
-	vsnprintf(conn->error.message, sizeof(conn->error.message), fmt, ap);
+	bs_keep_error(conn, sqlerrcode, NULL, NULL, fmt, ap);
 	va_end(ap);
-	conn->error.detail[0] = conn->error.hint[0] = '\0';
 	return st;
 }
 
