@@ -193,7 +193,7 @@ regcache_load(const char *tube, const char *func_name, Registration *reg)
 	values[0] = CStringGetTextDatum(tube);
 	values[1] = CStringGetTextDatum(func_name);
 	schema_become_owner(&owner);
-	handlers_relid = get_relname_relid("handlers", get_namespace_oid("jobq", false));
+	handlers_relid = schema_relid("handlers");
 	SPI_connect();
 
 	/*
@@ -303,8 +303,7 @@ regcache_lookup(const char *tube, const char *func_name, Registration *reg)
 void
 regcache_changed(void)
 {
-	Oid			nsp = get_namespace_oid("jobq", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("handlers", nsp) : InvalidOid;
+	Oid			relid = schema_relid("handlers");
 
 	if (OidIsValid(relid))
 		CacheInvalidateRelcacheByRelid(relid);

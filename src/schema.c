@@ -36,12 +36,20 @@
 
 #define PINNED_SEARCH_PATH	"pg_catalog, pg_temp"
 
+/* The relation jobq.<relname>, or InvalidOid (no such relation, no schema jobq). */
+Oid
+schema_relid(const char *relname)
+{
+	Oid			nsp = get_namespace_oid("jobq", true);
+
+	return OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+}
+
 /* The owner of jobq's tables, hence of the extension's objects. */
 Oid
 schema_tables_owner(void)
 {
-	Oid			nsp = get_namespace_oid("jobq", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("handlers", nsp) : InvalidOid;
+	Oid			relid = schema_relid("handlers");
 	HeapTuple	tup;
 	Oid			owner;
 
@@ -121,8 +129,7 @@ schema_func_owner(Oid fn)
 JobqSchemaVersion
 schema_version(void)
 {
-	Oid			nsp = get_namespace_oid("jobq", true);
-	Oid			handlers = OidIsValid(nsp) ? get_relname_relid("handlers", nsp) : InvalidOid;
+	Oid			handlers = schema_relid("handlers");
 	Oid			failed;
 	AttrNumber	att;
 
@@ -131,10 +138,10 @@ schema_version(void)
 	att = get_attnum(handlers, "run_as");
 	if (att != InvalidAttrNumber && get_atttype(handlers, att) == NAMEOID)
 		return JOBQ_SCHEMA_1_4;
-	failed = get_relname_relid("failed", nsp);
+	failed = schema_relid("failed");
 	if (OidIsValid(failed) && get_attnum(failed, "server") != InvalidAttrNumber)
 		return JOBQ_SCHEMA_1_3;
-	if (OidIsValid(get_relname_relid("outbox_packs", nsp)))
+	if (OidIsValid(schema_relid("outbox_packs")))
 		return JOBQ_SCHEMA_1_2;
 	if (get_attnum(handlers, "producers") != InvalidAttrNumber)
 		return JOBQ_SCHEMA_1_1;

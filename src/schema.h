@@ -18,6 +18,7 @@ typedef struct OwnerContext
 	int			guc_nest;
 } OwnerContext;
 
+extern Oid	schema_relid(const char *relname);
 extern Oid	schema_tables_owner(void);
 extern void schema_become_owner(OwnerContext *ctx);
 extern void schema_restore_user(OwnerContext *ctx);
