@@ -27,6 +27,7 @@ OBJS = \
 	src/signing.o \
 	src/producer_acl.o \
 	src/bs_conn.o \
+	src/bs_reply.o \
 	src/beanstalk.o \
 	src/pool.o \
 	src/job.o \

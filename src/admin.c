@@ -64,26 +64,6 @@ tube_arg(FunctionCallInfo fcinfo, int n)
 	return tube;
 }
 
-/* Each "key: value" line of a stats document, in order. */
-typedef void (*yaml_pair_cb) (const char *key, const char *value, void *arg);
-
-static void
-yaml_foreach(char *yaml, yaml_pair_cb cb, void *arg)
-{
-	char	   *save = NULL;
-
-	for (char *line = strtok_r(yaml, "\n", &save); line != NULL;
-		 line = strtok_r(NULL, "\n", &save))
-	{
-		char	   *sep = strstr(line, ": ");
-
-		if (strcmp(line, "---") == 0 || sep == NULL)
-			continue;
-		*sep = '\0';
-		cb(line, sep + 2, arg);
-	}
-}
-
 /*
  * The servers an administration function acts on.  With one server it is
  * called directly, and its error is the function's.  With several, a
@@ -242,35 +222,19 @@ stats_merge(List **pairs, const char *key, const char *value)
 	*pairs = lappend(*pairs, p);
 }
 
-static void
-stats_collect(const char *key, const char *value, void *arg)
-{
-	List	  **mine = (List **) arg;
-	StatsPair  *p = palloc(sizeof(StatsPair));
-
-	p->key = pstrdup(key);
-	p->value = pstrdup(value);
-	*mine = lappend(*mine, p);
-}
-
 /* a server's stats, merged only once read whole */
 static BsStatus
 stats_of_server(BeanstalkConn *conn, void *arg)
 {
 	StatsArg   *sa = (StatsArg *) arg;
-	size_t		len;
-	char	   *yaml;
-	List	   *mine = NIL;
-	ListCell   *lc;
-	BsStatus	st = bs_stats_server(conn, &yaml, &len);
+	BsStats		stats;
+	BsStatus	st = bs_stats_server(conn, &stats);
 
-	if (st != BS_OK && st != BS_NOT_FOUND)
+	if (st != BS_OK)
 		return st;
-	if (yaml != NULL)
-		yaml_foreach(yaml, stats_collect, &mine);
-	foreach(lc, mine)
+	for (int i = 0; i < stats.n; i++)
 	{
-		StatsPair  *p = lfirst(lc);
+		const BsStatsPair *p = &stats.pairs[i];
 
 		if (sa->per_server)
 		{
@@ -278,7 +242,8 @@ stats_of_server(BeanstalkConn *conn, void *arg)
 
 			q[0].key = conn->server;
 			q[0].value = NULL;
-			q[1] = *p;
+			q[1].key = pstrdup(p->key);
+			q[1].value = pstrdup(p->value);
 			sa->pairs = lappend(sa->pairs, q);
 		}
 		else
@@ -329,17 +294,11 @@ jobq_server_stats(PG_FUNCTION_ARGS)
 	return stats_result(fcinfo, true);
 }
 
+/* a count of beanstalkd's as a bigint column */
 static int64
-yaml_int(const char *yaml, const char *key)
+count_of(uint64 n)
 {
-	char	   *v = bs_yaml_get(yaml, key);
-	char	   *end;
-	int64		n;
-
-	if (v == NULL)
-		return 0;
-	n = strtoll(v, &end, 10);
-	return *end == '\0' ? n : 0;
+	return (int64) Min(n, (uint64) PG_INT64_MAX);
 }
 
 #define TUBE_COUNTERS	9
@@ -360,49 +319,46 @@ typedef struct TubesArg
 	List	   *rows;			/* TubeRow */
 } TubesArg;
 
+/* a tube's stats on one server as a row, counters in the columns' order */
+static TubeRow *
+tube_row(const BsTubeStats *ts, const char *server)
+{
+	TubeRow    *row = palloc0(sizeof(TubeRow));
+	const uint64 counts[TUBE_COUNTERS] = {
+		ts->ready, ts->reserved, ts->delayed, ts->buried, ts->urgent, ts->total,
+		ts->using, ts->watching, ts->waiting
+	};
+
+	row->tube = pstrdup(ts->name);
+	row->server = server;
+	for (int i = 0; i < TUBE_COUNTERS; i++)
+		row->counts[i] = count_of(counts[i]);
+	row->pause = count_of(ts->pause);
+	row->pause_time_left = count_of(ts->pause_time_left);
+	return row;
+}
+
 static BsStatus
 tubes_of_server(BeanstalkConn *conn, void *arg)
 {
-	static const char *const counters[TUBE_COUNTERS] = {
-		"current-jobs-ready", "current-jobs-reserved", "current-jobs-delayed",
-		"current-jobs-buried", "current-jobs-urgent", "total-jobs",
-		"current-using", "current-watching", "current-waiting"
-	};
 	TubesArg   *ta = (TubesArg *) arg;
-	size_t		len;
-	char	   *list;
-	char	   *save = NULL;
+	BsTubeList	tubes;
 	List	   *mine = NIL;		/* merged only once read whole */
 	ListCell   *lc2;
-	BsStatus	st = bs_list_tubes(conn, &list, &len);
+	BsStatus	st = bs_list_tubes(conn, &tubes);
 
-	if (st == BS_NOT_FOUND)
-		return BS_OK;
 	if (st != BS_OK)
 		return st;
-	for (char *line = strtok_r(list, "\n", &save); line != NULL;
-		 line = strtok_r(NULL, "\n", &save))
+	for (int i = 0; i < tubes.n; i++)
 	{
-		char	   *tube;
-		char	   *yaml;
-		TubeRow    *row;
+		BsTubeStats ts;
 
-		if (strncmp(line, "- ", 2) != 0 || !bs_tube_name_ok(line + 2))
-			continue;
-		tube = line + 2;
-		st = bs_stats_tube(conn, tube, &yaml, &len);
+		st = bs_stats_tube(conn, tubes.names[i], &ts);
 		if (st == BS_NOT_FOUND)
 			continue;			/* vanished since list-tubes */
 		if (st != BS_OK)
 			return st;
-		row = palloc0(sizeof(TubeRow));
-		row->tube = pstrdup(tube);
-		row->server = conn->server;
-		for (int i = 0; i < TUBE_COUNTERS; i++)
-			row->counts[i] = yaml_int(yaml, counters[i]);
-		row->pause = yaml_int(yaml, "pause");
-		row->pause_time_left = yaml_int(yaml, "pause-time-left");
-		mine = lappend(mine, row);
+		mine = lappend(mine, tube_row(&ts, conn->server));
 	}
 	foreach(lc2, mine)
 	{
@@ -486,27 +442,29 @@ jobq_server_tubes(PG_FUNCTION_ARGS)
 Datum
 jobq_job(PG_FUNCTION_ARGS)
 {
-	static const char *const ints[] = {
-		"pri", "age", "delay", "ttr", "time-left", "reserves", "timeouts",
-		"releases", "buries", "kicks"
-	};
 	uint64		id = job_id_arg(fcinfo, 0);
 	BeanstalkConn *conn = job_server_arg(fcinfo, server_argno(fcinfo, 1));
 	TupleDesc	tupdesc;
-	size_t		len;
-	char	   *yaml;
+	BsJobStats	js;
 	Datum		values[13];
 	bool		nulls[13] = {0};
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "jobq: return type must be a row type");
-	if (!found_or_report(conn, bs_stats_job(conn, id, &yaml, &len)))
+	if (!found_or_report(conn, bs_stats_job(conn, id, &js)))
 		PG_RETURN_NULL();
-	values[0] = Int64GetDatum((int64) id);
-	values[1] = CStringGetTextDatum(bs_yaml_get(yaml, "tube") ? bs_yaml_get(yaml, "tube") : "");
-	values[2] = CStringGetTextDatum(bs_yaml_get(yaml, "state") ? bs_yaml_get(yaml, "state") : "");
-	for (int i = 0; i < lengthof(ints); i++)
-		values[i + 3] = Int64GetDatum(yaml_int(yaml, ints[i]));
+	{
+		const uint64 ints[] = {
+			js.pri, js.age, js.delay, js.ttr, js.time_left, js.reserves,
+			js.timeouts, js.releases, js.buries, js.kicks
+		};
+
+		values[0] = Int64GetDatum((int64) id);
+		values[1] = CStringGetTextDatum(js.tube);
+		values[2] = CStringGetTextDatum(js.state);
+		for (int i = 0; i < lengthof(ints); i++)
+			values[i + 3] = Int64GetDatum(count_of(ints[i]));
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
 

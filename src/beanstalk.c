@@ -78,55 +78,6 @@ static const struct
 	{MSG_DRAINING, BS_DRAINING, ERRCODE_CANNOT_CONNECT_NOW},
 };
 
-/* Parse an unsigned decimal that must end at 'end' (strictly, no sign). */
-static bool
-parse_u64(const char *s, const char **endp, uint64 *out)
-{
-	char	   *end;
-	uintmax_t	v;
-
-	if (*s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	v = strtoumax(s, &end, 10);
-	if (errno != 0)
-		return false;
-	*out = (uint64) v;
-	*endp = end;
-	return true;
-}
-
-/* "WORD <n>" with nothing after n */
-static bool
-reply_u64(const char *line, const char *word, uint64 *out)
-{
-	size_t		wl = strlen(word);
-	const char *end;
-
-	if (strncmp(line, word, wl) != 0 || line[wl] != ' ')
-		return false;
-	return parse_u64(line + wl + 1, &end, out) && *end == '\0';
-}
-
-/* "WORD <n> <m>" with nothing after m */
-static bool
-reply_u64_u64(const char *line, const char *word, uint64 *a, uint64 *b)
-{
-	size_t		wl = strlen(word);
-	const char *end;
-
-	if (strncmp(line, word, wl) != 0 || line[wl] != ' ')
-		return false;
-	if (!parse_u64(line + wl + 1, &end, a) || *end != ' ')
-		return false;
-	return parse_u64(end + 1, &end, b) && *end == '\0';
-}
-
-/*
- * An error reply, or a reply the command does not expect: the connection's
- * state is unknown, so close it, and report with the most specific SQLSTATE.
- */
-
 /*
  * An error reply, or a reply the command does not expect: the connection's
  * state is unknown, so close it; the status (and the error kept for
@@ -220,18 +171,6 @@ bs_begin(BeanstalkConn *conn)
 	return BS_OK;
 }
 
-/* Tube names: 1-200 bytes of A-Za-z0-9-+/;.$_(), not starting with '-' */
-bool
-bs_tube_name_ok(const char *tube)
-{
-	size_t		len = strlen(tube);
-
-	if (len == 0 || len > BS_MAX_NAME || tube[0] == '-')
-		return false;
-	return strspn(tube, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-				  "0123456789-+/;.$_()") == len;
-}
-
 /* "use tube" on the open connection */
 static BsStatus
 bs_use_now(BeanstalkConn *conn, const char *tube)
@@ -274,20 +213,18 @@ bs_max_job_size(BeanstalkConn *conn, int64 *size)
 		return st;
 	if (conn->max_job_size < 0)
 	{
-		size_t		len;
-		char	   *yaml = NULL;
-		char	   *v;
+		BsStats		stats;
+		const char *v;
 		uint64		n;
 		const char *end;
 
-		if ((st = bs_stats_server(conn, &yaml, &len)) != BS_OK && st != BS_NOT_FOUND)
+		if ((st = bs_stats_server(conn, &stats)) != BS_OK)
 			return st;
-		v = yaml ? bs_yaml_get(yaml, "max-job-size") : NULL;
-		if (v == NULL || !parse_u64(v, &end, &n) || *end != '\0')
+		v = bs_stats_get(&stats, "max-job-size");
+		if (v == NULL || !bs_parse_u64(v, &end, &n) || *end != '\0' || n > PG_INT64_MAX)
 			return bs_fail(conn, ERRCODE_PROTOCOL_VIOLATION, NULL, NULL,
 						   "beanstalkd at %s did not report max-job-size", conn->server);
 		conn->max_job_size = (int64) n;
-		pfree(yaml);
 	}
 	*size = conn->max_job_size;
 	return BS_OK;
@@ -311,9 +248,9 @@ append_put(StringInfo buf, uint64 pri, uint64 delay, uint64 ttr,
 static BsStatus
 parse_put_reply(BeanstalkConn *conn, const char *line, uint64 *id)
 {
-	if (reply_u64(line, MSG_INSERTED, id))
+	if (bs_reply_u64(line, MSG_INSERTED, id))
 		return BS_OK;
-	if (reply_u64(line, MSG_BURIED, id))
+	if (bs_reply_u64(line, MSG_BURIED, id))
 		return BS_BURIED;
 	if (strcmp(line, MSG_JOB_TOO_BIG) == 0)
 		return bs_note(conn, BS_JOB_TOO_BIG, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
@@ -497,7 +434,7 @@ watch_or_ignore(BeanstalkConn *conn, const char *cmd, const char *tube, int *n)
 		*n = -1;
 		return BS_OK;
 	}
-	if (!reply_u64(line, MSG_WATCHING, &count))
+	if (!bs_reply_u64(line, MSG_WATCHING, &count))
 		return bs_unexpected(conn, cmd, line);
 	*n = (int) count;
 	return BS_OK;
@@ -527,7 +464,7 @@ read_job_reply(BeanstalkConn *conn, const char *line, const char *word,
 	uint64		id;
 	uint64		bytes;
 
-	*matched = reply_u64_u64(line, word, &id, &bytes);
+	*matched = bs_reply_u64_u64(line, word, &id, &bytes);
 	if (!*matched)
 		return BS_OK;
 	if (bytes > (uint64) MaxAllocSize - 3)
@@ -712,7 +649,7 @@ bs_kick(BeanstalkConn *conn, uint64 bound, uint64 *kicked)
 	appendStringInfo(&conn->wbuf, CMD_KICK " " UINT64_FORMAT "\r\n", bound);
 	if ((st = bs_request(conn, CMD_KICK, 0, &line)) != BS_OK)
 		return st;
-	if (!reply_u64(line, MSG_KICKED, kicked))
+	if (!bs_reply_u64(line, MSG_KICKED, kicked))
 		return bs_unexpected(conn, CMD_KICK, line);
 	return BS_OK;
 }
@@ -776,7 +713,7 @@ read_yaml_reply(BeanstalkConn *conn, const char *line, TimestampTz deadline,
 	*yaml = NULL;
 	if (strcmp(line, MSG_NOT_FOUND) == 0)
 		return BS_NOT_FOUND;
-	if (!reply_u64(line, MSG_OK, &bytes) || bytes > (uint64) MaxAllocSize - 3)
+	if (!bs_reply_u64(line, MSG_OK, &bytes) || bytes > (uint64) MaxAllocSize - 3)
 		return bs_unexpected(conn, CMD_STATS, line);
 	conn->in_flight = true;
 	if ((st = bs_read_data(conn, bytes, deadline, CMD_STATS, yaml)) != BS_OK)
@@ -808,26 +745,57 @@ yaml_request(BeanstalkConn *conn, const char *cmd, char **yaml, size_t *len)
 	return st;
 }
 
-BsStatus
-bs_stats_server(BeanstalkConn *conn, char **yaml, size_t *len)
+/* a document that is not what beanstalkd sends: the connection is not to be trusted */
+static BsStatus
+malformed(BeanstalkConn *conn, const char *cmd)
 {
-	return yaml_request(conn, CMD_STATS, yaml, len);
+	return bs_fail(conn, ERRCODE_PROTOCOL_VIOLATION, NULL, NULL,
+				   "malformed reply from beanstalkd at %s to %s", conn->server, cmd);
 }
 
 BsStatus
-bs_stats_tube(BeanstalkConn *conn, const char *tube, char **yaml, size_t *len)
+bs_stats_server(BeanstalkConn *conn, BsStats *stats)
 {
+	char	   *doc;
+	size_t		len;
+	BsStatus	st = yaml_request(conn, CMD_STATS, &doc, &len);
+
+	if (st == BS_NOT_FOUND)
+		return malformed(conn, CMD_STATS);
+	if (st != BS_OK)
+		return st;
+	return bs_parse_stats(doc, len, stats) ? BS_OK : malformed(conn, CMD_STATS);
+}
+
+/* BS_OK, or BS_NOT_FOUND when the tube does not exist */
+BsStatus
+bs_stats_tube(BeanstalkConn *conn, const char *tube, BsTubeStats *stats)
+{
+	char	   *doc;
+	size_t		len;
+	BsStatus	st;
+
 	Assert(bs_tube_name_ok(tube));
-	return yaml_request(conn, psprintf(CMD_STATS_TUBE " %s", tube), yaml, len);
+	st = yaml_request(conn, psprintf(CMD_STATS_TUBE " %s", tube), &doc, &len);
+	if (st != BS_OK)
+		return st;
+	return bs_parse_tube_stats(doc, len, stats) ? BS_OK : malformed(conn, CMD_STATS_TUBE);
 }
 
+/* BS_OK, or BS_NOT_FOUND when there is no such job */
 BsStatus
-bs_stats_job(BeanstalkConn *conn, uint64 id, char **yaml, size_t *len)
+bs_stats_job(BeanstalkConn *conn, uint64 id, BsJobStats *stats)
 {
-	return yaml_request(conn, psprintf(CMD_STATS_JOB " " UINT64_FORMAT, id), yaml, len);
+	char	   *doc;
+	size_t		len;
+	BsStatus	st = yaml_request(conn, psprintf(CMD_STATS_JOB " " UINT64_FORMAT, id), &doc, &len);
+
+	if (st != BS_OK)
+		return st;
+	return bs_parse_job_stats(doc, len, stats) ? BS_OK : malformed(conn, CMD_STATS_JOB);
 }
 
-/* pipelined stats-job: the YAML, or BS_NOT_FOUND if the job is gone */
+/* pipelined stats-job: BS_OK, or BS_NOT_FOUND if the job is gone */
 void
 bs_queue_stats_job(BeanstalkConn *conn, uint64 id)
 {
@@ -836,24 +804,36 @@ bs_queue_stats_job(BeanstalkConn *conn, uint64 id)
 }
 
 BsStatus
-bs_read_stats_job_reply(BeanstalkConn *conn, char **yaml, size_t *len)
+bs_read_stats_job_reply(BeanstalkConn *conn, BsJobStats *stats)
 {
 	char	   *line;
+	char	   *doc;
+	size_t		len;
 	BsStatus	st;
 
-	*yaml = NULL;
 	if ((st = bs_read_pending(conn, CMD_STATS_JOB, &line)) != BS_OK)
 		return st;
-	st = read_yaml_reply(conn, line, io_deadline(0), yaml, len);
-	if (st == BS_OK || st == BS_NOT_FOUND)
-		bs_reply_done(conn);
+	st = read_yaml_reply(conn, line, io_deadline(0), &doc, &len);
+	if (st != BS_OK && st != BS_NOT_FOUND)
+		return st;
+	bs_reply_done(conn);
+	if (st == BS_OK && !bs_parse_job_stats(doc, len, stats))
+		return malformed(conn, CMD_STATS_JOB);
 	return st;
 }
 
 BsStatus
-bs_list_tubes(BeanstalkConn *conn, char **yaml, size_t *len)
+bs_list_tubes(BeanstalkConn *conn, BsTubeList *tubes)
 {
-	return yaml_request(conn, CMD_LIST_TUBES, yaml, len);
+	char	   *doc;
+	size_t		len;
+	BsStatus	st = yaml_request(conn, CMD_LIST_TUBES, &doc, &len);
+
+	if (st == BS_NOT_FOUND)
+		return malformed(conn, CMD_LIST_TUBES);
+	if (st != BS_OK)
+		return st;
+	return bs_parse_tube_list(doc, len, tubes) ? BS_OK : malformed(conn, CMD_LIST_TUBES);
 }
 
 /* BS_OK, or BS_NOT_FOUND when the tube does not exist */
@@ -944,30 +924,4 @@ bs_send_raw_touch(BeanstalkConn *conn)
 		}
 	}
 	errno = save_errno;
-}
-
-/*
- * The value of "key" in a stats YAML document ("---\nkey: value\n..."), as a
- * palloc'd string, or NULL.
- */
-char *
-bs_yaml_get(const char *yaml, const char *key)
-{
-	size_t		kl = strlen(key);
-	const char *p = yaml;
-
-	while (p != NULL && *p != '\0')
-	{
-		if (strncmp(p, key, kl) == 0 && p[kl] == ':' && p[kl + 1] == ' ')
-		{
-			const char *v = p + kl + 2;
-			const char *e = strchr(v, '\n');
-
-			return pnstrdup(v, e ? e - v : strlen(v));
-		}
-		p = strchr(p, '\n');
-		if (p != NULL)
-			p++;
-	}
-	return NULL;
 }

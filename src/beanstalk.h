@@ -24,11 +24,7 @@
 #include "datatype/timestamp.h"
 #include "storage/latch.h"
 
-/* limits of the protocol */
-#define BS_MAX_NAME			200		/* tube name, bytes */
-#define BS_MAX_SERVER		256		/* "host:port" as jobq.servers gives it */
-#define BS_MAX_UINT32		UINT64CONST(4294967295)
-#define BS_MAX_SERVERS		16		/* in jobq.servers */
+#include "bs_reply.h"
 
 /* what went wrong with the last request that failed, for bs_report */
 typedef struct BsError
@@ -127,7 +123,6 @@ extern pg_nodiscard BsStatus bs_max_job_size(BeanstalkConn *conn, int64 *size);
 extern pg_nodiscard BsStatus bs_put(BeanstalkConn *conn, uint64 pri, uint64 delay, uint64 ttr,
 					   const char *body, size_t len, uint64 *id);
 
-extern bool bs_tube_name_ok(const char *tube);
 
 /* pipelining: begin, queue several requests, flush once, read each reply in order */
 extern pg_nodiscard BsStatus bs_pipeline_begin(BeanstalkConn *conn);
@@ -149,7 +144,7 @@ extern void bs_queue_reserve(BeanstalkConn *conn, int timeout_s);
 extern pg_nodiscard BsStatus bs_read_reserve_reply(BeanstalkConn *conn, BsJob *job);
 extern int	bs_wait_any(BeanstalkConn **conns, int n, uint32 mask, TimestampTz deadline);
 extern void bs_queue_stats_job(BeanstalkConn *conn, uint64 id);
-extern pg_nodiscard BsStatus bs_read_stats_job_reply(BeanstalkConn *conn, char **yaml, size_t *len);
+extern pg_nodiscard BsStatus bs_read_stats_job_reply(BeanstalkConn *conn, BsJobStats *stats);
 extern void bs_queue_delete(BeanstalkConn *conn, uint64 id);
 extern void bs_queue_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay);
 extern void bs_queue_bury(BeanstalkConn *conn, uint64 id, uint64 pri);
@@ -165,14 +160,11 @@ extern pg_nodiscard BsStatus bs_kick(BeanstalkConn *conn, uint64 bound, uint64 *
 extern pg_nodiscard BsStatus bs_kick_job(BeanstalkConn *conn, uint64 id);
 extern pg_nodiscard BsStatus bs_peek_job(BeanstalkConn *conn, uint64 id, BsJob *job);
 extern pg_nodiscard BsStatus bs_peek_state(BeanstalkConn *conn, BsPeekState state, BsJob *job);
-extern pg_nodiscard BsStatus bs_stats_server(BeanstalkConn *conn, char **yaml, size_t *len);
-extern pg_nodiscard BsStatus bs_stats_tube(BeanstalkConn *conn, const char *tube, char **yaml, size_t *len);
-extern pg_nodiscard BsStatus bs_stats_job(BeanstalkConn *conn, uint64 id, char **yaml, size_t *len);
-extern pg_nodiscard BsStatus bs_list_tubes(BeanstalkConn *conn, char **yaml, size_t *len);
+extern pg_nodiscard BsStatus bs_stats_server(BeanstalkConn *conn, BsStats *stats);
+extern pg_nodiscard BsStatus bs_stats_tube(BeanstalkConn *conn, const char *tube, BsTubeStats *stats);
+extern pg_nodiscard BsStatus bs_stats_job(BeanstalkConn *conn, uint64 id, BsJobStats *stats);
+extern pg_nodiscard BsStatus bs_list_tubes(BeanstalkConn *conn, BsTubeList *tubes);
 extern pg_nodiscard BsStatus bs_pause_tube(BeanstalkConn *conn, const char *tube, uint64 delay);
 
-
-/* YAML produced by stats commands: "key: value" lines */
-extern char *bs_yaml_get(const char *yaml, const char *key);
 
 #endif							/* JOBQ_BEANSTALK_H */

@@ -226,54 +226,37 @@ close_all(void)
 	still_waiting = 0;
 }
 
-/* a counter of a stats document, 0 if absent */
+/* a count of beanstalkd's, as far as a uint32 goes */
 static uint64
-yaml_count(const char *yaml, const char *key)
+count32(uint64 n)
 {
-	char	   *v = bs_yaml_get(yaml, key);
-
-	return v ? Min(strtoull(v, NULL, 10), BS_MAX_UINT32) : 0;
+	return Min(n, BS_MAX_UINT32);
 }
 
-/* What stats-job says of a job; false if the job is gone (deleted meanwhile). */
-static bool
-facts_from_stats(char *yaml, JobFacts *facts)
+/* What stats-job says of a job. */
+static void
+facts_from_stats(const BsJobStats *js, JobFacts *facts)
 {
-	char	   *tube;
-	char	   *ttr;
-	char	   *res;
-	char	   *age;
-	char	   *pri;
-
-	if (yaml == NULL)
-		return false;
-	tube = bs_yaml_get(yaml, "tube");
-	age = bs_yaml_get(yaml, "age");
-	facts->put_at = GetCurrentTimestamp() -
-		(TimestampTz) Min(age ? strtoull(age, NULL, 10) : 0, BS_MAX_UINT32) * USECS_PER_SEC;
-	ttr = bs_yaml_get(yaml, "ttr");
-	pri = bs_yaml_get(yaml, "pri");
-	facts->priority = Min(pri ? (uint64) strtoull(pri, NULL, 10) : (uint64) jobq_default_priority,
-						  BS_MAX_UINT32);
-	res = bs_yaml_get(yaml, "reserves");
-	strlcpy(facts->tube, tube ? tube : "", sizeof(facts->tube));
-	facts->ttr_ms = Min(ttr ? (uint64) strtoull(ttr, NULL, 10) : 60, BS_MAX_UINT32) * 1000;
-	facts->attempt = res ? (int) Min(strtoull(res, NULL, 10), (uint64) INT_MAX) : 1;
-	facts->failures = (int) Min((uint64) yaml_count(yaml, "releases") + yaml_count(yaml, "buries"),
-								(uint64) INT_MAX);
-	return true;
+	facts->put_at = GetCurrentTimestamp() - (TimestampTz) count32(js->age) * USECS_PER_SEC;
+	facts->priority = count32(js->pri);
+	strlcpy(facts->tube, js->tube, sizeof(facts->tube));
+	facts->ttr_ms = count32(js->ttr) * 1000;
+	facts->attempt = (int) Min(js->reserves, (uint64) INT_MAX);
+	facts->failures = (int) Min(count32(js->releases) + count32(js->buries), (uint64) INT_MAX);
 }
 
+/* the job's facts, or gone if it was deleted meanwhile */
 static void
 read_facts(BatchJob *bj)
 {
-	size_t		len;
-	char	   *yaml;
-	BsStatus	st = bs_read_stats_job_reply(pool.conns[bj->server], &yaml, &len);
+	BsJobStats	js;
+	BsStatus	st = bs_read_stats_job_reply(pool.conns[bj->server], &js);
 
 	if (st != BS_NOT_FOUND)
 		check_request(bj->server, st);
-	bj->gone = !facts_from_stats(yaml, &bj->facts);
+	bj->gone = st == BS_NOT_FOUND;
+	if (!bj->gone)
+		facts_from_stats(&js, &bj->facts);
 }
 
 /* the servers of jobs[from..n) (not gone), as a mask */
