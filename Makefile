@@ -44,6 +44,7 @@ OBJS = \
 	worker/process.o \
 	worker/worker.o \
 	worker/job_run.o \
+	worker/touch.o \
 	worker/dispatch.o \
 	worker/relay.o
 

@@ -334,7 +334,7 @@ tube_row(const BsTubeStats *ts, const char *server)
 	for (int i = 0; i < TUBE_COUNTERS; i++)
 		row->counts[i] = count_of(counts[i]);
 	row->pause = count_of(ts->pause);
-	row->pause_time_left = count_of(ts->pause_time_left);
+	row->pause_time_left = Max(ts->pause_time_left, 0);
 	return row;
 }
 
@@ -455,7 +455,7 @@ jobq_job(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	{
 		const uint64 ints[] = {
-			js.pri, js.age, js.delay, js.ttr, js.time_left, js.reserves,
+			js.pri, js.age, js.delay, js.ttr, 0, js.reserves,
 			js.timeouts, js.releases, js.buries, js.kicks
 		};
 
@@ -464,6 +464,7 @@ jobq_job(PG_FUNCTION_ARGS)
 		values[2] = CStringGetTextDatum(js.state);
 		for (int i = 0; i < lengthof(ints); i++)
 			values[i + 3] = Int64GetDatum(count_of(ints[i]));
+		values[7] = Int64GetDatum(js.time_left);	/* may be -1 */
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }

@@ -9,9 +9,6 @@
  */
 #include "postgres.h"
 
-#include <sys/socket.h>
-#include <errno.h>
-#include <inttypes.h>
 
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -381,27 +378,35 @@ bs_read_put_reply(BeanstalkConn *conn, uint64 *id)
 	return st;
 }
 
+/* one touch command, for worker/touch.c's rounds */
+void
+bs_append_touch(StringInfo cmds, uint64 id)
+{
+	appendStringInfo(cmds, CMD_TOUCH " " UINT64_FORMAT "\r\n", id);
+}
+
+/* the rest of a round of touches that bs_send_nowait sent in part */
+BsStatus
+bs_send_touch_rest(BeanstalkConn *conn, const char *data, size_t len)
+{
+	bool		gone;
+	BsStatus	st;
+
+	resetStringInfo(&conn->wbuf);
+	appendBinaryStringInfo(&conn->wbuf, data, len);
+	if ((st = bs_send_all(conn, &gone)) != BS_OK)
+		return gone ? bs_lost(conn, CMD_TOUCH) : st;
+	return BS_OK;
+}
+
 /*
- * Consume the replies to touches that a signal handler sent (see
- * bs_send_raw_touch).  TOUCHED and NOT_FOUND are both fine: the job may
- * have been released by the server meanwhile.
+ * Consume the replies owed for touches (conn->pending, counted by the
+ * sender).  TOUCHED and NOT_FOUND are both fine: the job may have been
+ * released by the server meanwhile.
  */
 BsStatus
-bs_drain_pending(BeanstalkConn *conn)
+bs_read_touch_replies(BeanstalkConn *conn)
 {
-	Assert(!conn->touch_armed);
-	if (conn->touch_rem > 0 && conn->fd != PGINVALID_SOCKET)
-	{
-		bool		gone;
-		BsStatus	st;
-
-		resetStringInfo(&conn->wbuf);
-		appendBinaryStringInfo(&conn->wbuf, conn->touch_cmd + conn->touch_size - conn->touch_rem,
-							   conn->touch_rem);
-		conn->touch_rem = 0;
-		if ((st = bs_send_all(conn, &gone)) != BS_OK)
-			return gone ? bs_lost(conn, CMD_TOUCH) : st;
-	}
 	while (conn->pending > 0)
 	{
 		char	   *line;
@@ -853,75 +858,4 @@ bs_pause_tube(BeanstalkConn *conn, const char *tube, uint64 delay)
 	if (strcmp(line, MSG_NOT_FOUND) == 0)
 		return BS_NOT_FOUND;
 	return bs_unexpected(conn, CMD_PAUSE_TUBE, line);
-}
-
-/*
- * Touching reserved jobs while handlers run: bs_touch_arm prepares one
- * "touch <id>" per job of a batch, and a timer's signal handler calls
- * bs_send_raw_touch, which only uses send(2).  The replies are consumed by
- * the main code through conn->pending once the timer is off
- * (bs_drain_pending).  A send that writes part of the commands (a full
- * socket buffer) leaves the rest in touch_rem: later ticks finish those
- * before starting again, and bs_drain_pending sends what is still left
- * before it reads a reply, so the server never sees a torn command followed
- * by another one.
- */
-void
-bs_touch_arm(BeanstalkConn *conn, const uint64 *ids, int n)
-{
-	StringInfoData cmds;
-
-	Assert(conn->touch_rem == 0 && !conn->touch_armed);
-	initStringInfo(&cmds);
-	for (int i = 0; i < n; i++)
-		appendStringInfo(&cmds, CMD_TOUCH " " UINT64_FORMAT "\r\n", ids[i]);
-	if (conn->touch_cmd != NULL)
-		pfree(conn->touch_cmd);
-	conn->touch_cmd = MemoryContextStrdup(conn->mcxt, cmds.data);
-	conn->touch_size = cmds.len;
-	conn->touch_n = n;
-	pfree(cmds.data);
-	conn->touch_armed = n > 0;
-}
-
-/* no more touches; commands partly sent are completed by bs_drain_pending */
-void
-bs_touch_disarm(BeanstalkConn *conn)
-{
-	conn->touch_armed = false;
-}
-
-/* the same touches again, after bs_drain_pending */
-void
-bs_touch_rearm(BeanstalkConn *conn)
-{
-	Assert(conn->touch_rem == 0);
-	conn->touch_armed = conn->touch_n > 0 && conn->touch_cmd != NULL;
-}
-
-void
-bs_send_raw_touch(BeanstalkConn *conn)
-{
-	int			save_errno = errno;
-	ssize_t		n;
-
-	if (conn->fd == PGINVALID_SOCKET || !conn->touch_armed)
-		return;
-	if (conn->touch_rem > 0)
-	{
-		n = send(conn->fd, conn->touch_cmd + conn->touch_size - conn->touch_rem, conn->touch_rem,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0)
-			conn->touch_rem -= n;
-	}
-	else
-	{
-		n = send(conn->fd, conn->touch_cmd, conn->touch_size, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0)
-		{
-			conn->pending += conn->touch_n;
-			conn->touch_rem = conn->touch_size - n;
-		}
-	}
-	errno = save_errno;
 }

@@ -53,13 +53,8 @@ typedef struct BeanstalkConn
 	size_t		rend;
 	size_t		rcap;
 	StringInfoData wbuf;		/* requests not yet sent (pipelining) */
-	volatile int pending;		/* replies expected for requests in wbuf/sent */
-	/* the touches that a timer sends from a signal handler (bs_touch_arm) */
-	char	   *touch_cmd;		/* "touch <id>\r\n" for each job */
-	size_t		touch_size;		/* bytes of touch_cmd */
-	int			touch_n;		/* commands in it */
-	volatile bool touch_armed;
-	volatile size_t touch_rem;	/* bytes of partly sent touches still to send */
+	volatile int pending;		/* replies expected for requests in wbuf/sent
+								 * (and for touches, see worker/touch.c) */
 	char		used_tube[BS_MAX_NAME + 1];
 	int64		max_job_size;	/* from "stats", -1 until read */
 	BsError		error;			/* of the last request that failed */
@@ -149,11 +144,11 @@ extern void bs_queue_delete(BeanstalkConn *conn, uint64 id);
 extern void bs_queue_release(BeanstalkConn *conn, uint64 id, uint64 pri, uint64 delay);
 extern void bs_queue_bury(BeanstalkConn *conn, uint64 id, uint64 pri);
 extern pg_nodiscard BsStatus bs_read_settle_reply(BeanstalkConn *conn, BsSettle what);
-extern void bs_touch_arm(BeanstalkConn *conn, const uint64 *ids, int n);
-extern void bs_touch_disarm(BeanstalkConn *conn);
-extern void bs_touch_rearm(BeanstalkConn *conn);
-extern void bs_send_raw_touch(BeanstalkConn *conn);
-extern pg_nodiscard BsStatus bs_drain_pending(BeanstalkConn *conn);
+/* touches, sent by a timer's signal handler (worker/touch.c) */
+extern void bs_append_touch(StringInfo cmds, uint64 id);
+extern ssize_t bs_send_nowait(BeanstalkConn *conn, const char *data, size_t len);
+extern pg_nodiscard BsStatus bs_send_touch_rest(BeanstalkConn *conn, const char *data, size_t len);
+extern pg_nodiscard BsStatus bs_read_touch_replies(BeanstalkConn *conn);
 
 /* administration */
 extern pg_nodiscard BsStatus bs_kick(BeanstalkConn *conn, uint64 bound, uint64 *kicked);

@@ -236,8 +236,6 @@ bs_close(BeanstalkConn *conn)
 	if (conn->wbuf.data != NULL)
 		resetStringInfo(&conn->wbuf);
 	conn->pending = 0;
-	conn->touch_armed = false;
-	conn->touch_rem = 0;
 	strcpy(conn->used_tube, "default");
 	conn->max_job_size = -1;
 	bs_shrink_rbuf(conn);
@@ -250,11 +248,8 @@ bs_free(BeanstalkConn *conn)
 	bs_close(conn);
 	pfree(conn->rbuf);
 	pfree(conn->wbuf.data);
-	if (conn->touch_cmd != NULL)
-		pfree(conn->touch_cmd);
 	conn->rbuf = NULL;
 	conn->wbuf.data = NULL;
-	conn->touch_cmd = NULL;
 }
 
 bool
@@ -490,6 +485,24 @@ BsStatus
 bs_connect_now(BeanstalkConn *conn)
 {
 	return bs_ensure(conn);
+}
+
+/*
+ * Send what of data[0..len) the socket takes now, without waiting: the
+ * bytes sent, or -1.  Safe in a signal handler (it only calls send(2) and
+ * keeps errno); the caller counts the replies it owes in conn->pending.
+ */
+ssize_t
+bs_send_nowait(BeanstalkConn *conn, const char *data, size_t len)
+{
+	int			save_errno = errno;
+	ssize_t		n;
+
+	if (conn->fd == PGINVALID_SOCKET)
+		return -1;
+	n = send(conn->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	errno = save_errno;
+	return n;
 }
 
 /*

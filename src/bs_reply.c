@@ -156,7 +156,8 @@ bs_stats_get(const BsStats *stats, const char *key)
 typedef struct NumField
 {
 	const char *key;
-	size_t		offset;			/* of a uint64 */
+	size_t		offset;			/* of a uint64, or of an int64 if is_signed */
+	bool		is_signed;
 } NumField;
 
 typedef struct StrField
@@ -189,17 +190,27 @@ parse_typed(char *doc, size_t len, const NumField *nums, int nnums,
 	for (int i = 0; ok && i < nnums; i++)
 	{
 		const char *v = bs_stats_get(&stats, nums[i].key);
+		void	   *to = (char *) base + nums[i].offset;
+		bool		minus = nums[i].is_signed && v != NULL && *v == '-';
+		uint64		u = 0;
 		const char *end;
 
-		ok = v != NULL && bs_parse_u64(v, &end, (uint64 *) ((char *) base + nums[i].offset)) &&
-			*end == '\0';
+		ok = v != NULL && bs_parse_u64(v + minus, &end, &u) && *end == '\0';
+		if (ok && nums[i].is_signed)
+		{
+			ok = u <= (uint64) PG_INT64_MAX;
+			*(int64 *) to = minus ? -(int64) u : (int64) u;
+		}
+		else if (ok)
+			*(uint64 *) to = u;
 	}
 	if (stats.pairs != NULL)
 		pfree(stats.pairs);
 	return ok;
 }
 
-#define NUM(type, key, member)	{key, offsetof(type, member)}
+#define NUM(type, key, member)	{key, offsetof(type, member), false}
+#define SIGNED(type, key, member)	{key, offsetof(type, member), true}
 #define STR(type, key, member)	{key, offsetof(type, member), sizeof(((type *) 0)->member)}
 
 bool
@@ -208,7 +219,7 @@ bs_parse_job_stats(char *doc, size_t len, BsJobStats *out)
 	static const NumField nums[] = {
 		NUM(BsJobStats, "id", id), NUM(BsJobStats, "pri", pri),
 		NUM(BsJobStats, "age", age), NUM(BsJobStats, "delay", delay),
-		NUM(BsJobStats, "ttr", ttr), NUM(BsJobStats, "time-left", time_left),
+		NUM(BsJobStats, "ttr", ttr), SIGNED(BsJobStats, "time-left", time_left),
 		NUM(BsJobStats, "reserves", reserves), NUM(BsJobStats, "timeouts", timeouts),
 		NUM(BsJobStats, "releases", releases), NUM(BsJobStats, "buries", buries),
 		NUM(BsJobStats, "kicks", kicks)
@@ -235,7 +246,7 @@ bs_parse_tube_stats(char *doc, size_t len, BsTubeStats *out)
 		NUM(BsTubeStats, "current-watching", watching),
 		NUM(BsTubeStats, "current-waiting", waiting),
 		NUM(BsTubeStats, "pause", pause),
-		NUM(BsTubeStats, "pause-time-left", pause_time_left)
+		SIGNED(BsTubeStats, "pause-time-left", pause_time_left)
 	};
 	static const StrField strs[] = {STR(BsTubeStats, "name", name)};
 

@@ -42,7 +42,7 @@ typedef struct BsJobStats
 	uint64		age;			/* seconds since the put */
 	uint64		delay;
 	uint64		ttr;
-	uint64		time_left;
+	int64		time_left;		/* beanstalkd says -1 in the instant a ttr ends */
 	uint64		reserves;
 	uint64		timeouts;
 	uint64		releases;
@@ -64,7 +64,7 @@ typedef struct BsTubeStats
 	uint64		watching;
 	uint64		waiting;
 	uint64		pause;			/* seconds */
-	uint64		pause_time_left;
+	int64		pause_time_left;	/* -1 is possible, as for time-left */
 } BsTubeStats;
 
 /* "list-tubes": the names that are valid tube names */

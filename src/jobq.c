@@ -29,6 +29,8 @@ _PG_init(void)
 	put_init_gucs();
 	signing_init_gucs();
 	worker_init_gucs();
+	job_run_init_gucs();
+	touch_init_gucs();
 	relay_init_gucs();
 	outbox_init();
 

@@ -30,6 +30,8 @@ extern void put_init_gucs(void);
 /* worker/: the background processes' settings, and the launcher */
 extern void launcher_init_gucs(void);
 extern void worker_init_gucs(void);
+extern void job_run_init_gucs(void);
+extern void touch_init_gucs(void);
 extern void relay_init_gucs(void);
 extern void launcher_register(void);
 

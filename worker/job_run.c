@@ -74,29 +74,20 @@
 #include "shmem.h"
 #include "schema.h"
 #include "signing.h"
+#include "touch.h"
 #include "worker.h"
 
-#define MIN_TOUCH_MS		500
-#define TOUCH_DRAIN_REPLIES	2000	/* about 20 kB of TOUCHED waiting to be read */
 #define HARD_LIMIT_GRACE_MS	5000	/* past its time limit, a handler that
 										 * swallowed the cancel ends the worker */
 /* what a handler's search_path starts as; functions pin their own with SET */
 #define HANDLER_SEARCH_PATH	"pg_catalog, public, pg_temp"
 
-bool		jobq_touch_jobs = true;
-int			jobq_batch_size = JOBQ_DEFAULT_BATCH_SIZE;
 int			jobq_max_handler_time = 3600 * 1000;
 
 static int	my_slot;
 static BsPool *pool;			/* the worker's servers */
-static uint32 touch_servers = 0;	/* those with touches armed, a mask */
 static SPIPlanPtr done_plan = NULL;
 
-/* the touch timer sends touches of the batch's jobs (bs_touch_arm) */
-static TimeoutId touch_timeout = MAX_TIMEOUTS;
-static bool touch_on = false;
-static int	touch_every = 0;		/* ms */
-static TimestampTz touch_until = DT_NOEND;	/* none past a handler's time limit */
 static TimeoutId hard_limit_timeout = MAX_TIMEOUTS;
 
 /*
@@ -107,15 +98,6 @@ static TimeoutId hard_limit_timeout = MAX_TIMEOUTS;
 static List *initially_deferred = NIL;	/* RangeVars, TopMemoryContext */
 static bool deferred_valid = false;
 static bool deferred_exact = true;	/* naming them hits no other constraint */
-
-static void
-touch_handler(void)
-{
-	if (GetCurrentTimestamp() < touch_until)
-		for (int s = 0; s < pool->n; s++)
-			if (touch_servers & (1U << s))
-				bs_send_raw_touch(pool->conns[s]);
-}
 
 /*
  * A handler still running well past its time limit caught the statement
@@ -143,22 +125,14 @@ job_run_init(int slot, BsPool *p)
 {
 	my_slot = slot;
 	pool = p;
-	touch_timeout = RegisterTimeout(USER_TIMEOUT, touch_handler);
+	touch_init(p);
 	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_handler);
 	CacheRegisterSyscacheCallback(CONSTROID, constraints_changed, (Datum) 0);
 }
 
 void
-worker_init_gucs(void)
+job_run_init_gucs(void)
 {
-	DefineCustomBoolVariable("jobq.touch_jobs",
-							 "Keep the reservation of jobs whose batch runs long by touching them.",
-							 "Off, a worker takes one job per transaction: only touching keeps "
-							 "the other jobs of a batch reserved.",
-							 &jobq_touch_jobs,
-							 true,
-							 PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
 	DefineCustomIntVariable("jobq.max_handler_time",
 							"Longest a handler registered without a timeout may run.",
 							"A job's ttr (the producer's choice) can only shorten it.",
@@ -166,116 +140,6 @@ worker_init_gucs(void)
 							3600 * 1000, 1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
-	DefineCustomIntVariable("jobq.batch_size",
-							"Most jobs a worker reserves at once and runs in one transaction.",
-							"Each job still runs in a subtransaction of its own; 1 runs "
-							"every job in a transaction of its own.",
-							&jobq_batch_size,
-							JOBQ_DEFAULT_BATCH_SIZE, 1, JOBQ_MAX_BATCH_SIZE,
-							PGC_SIGHUP, 0,
-							NULL, NULL, NULL);
-}
-
-/* a touch every touch_every ms from now on */
-static void
-touch_timer_start(void)
-{
-	enable_timeout_every(touch_timeout,
-						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), touch_every),
-						 touch_every);
-}
-
-/*
- * Keep the batch's jobs reserved while it runs: every half of the shortest
- * ttr among them, touch them all.  Also when a handler's time limit is
- * shorter than its ttr: the job must stay ours until the commit, whatever
- * ran before it.
- */
-void
-job_touch_start(const BatchJob *jobs, int n)
-{
-	uint64	   *ids;
-	uint64		min_ttr = PG_UINT64_MAX;
-
-	if (!jobq_touch_jobs || n == 0)
-		return;
-	ids = palloc(sizeof(uint64) * n);
-	touch_servers = 0;
-	for (int s = 0; s < pool->n; s++)
-	{
-		int			k = 0;
-
-		for (int i = 0; i < n; i++)
-		{
-			if (jobs[i].gone || jobs[i].server != s)
-				continue;
-			ids[k++] = jobs[i].job.id;
-			min_ttr = Min(min_ttr, jobs[i].facts.ttr_ms);
-		}
-		if (k == 0)
-			continue;
-		bs_touch_arm(pool->conns[s], ids, k);
-		touch_servers |= 1U << s;
-	}
-	pfree(ids);
-	if (touch_servers == 0)
-		return;
-	touch_every = (int) Min(Max(min_ttr / 2, MIN_TOUCH_MS), (uint64) INT_MAX);
-	touch_until = DT_NOEND;
-	touch_timer_start();
-	touch_on = true;
-}
-
-/*
- * Between jobs: the replies to the batch's touches are read only when it
- * settles; before they fill the socket buffers (a long batch of many jobs),
- * read them, with the timer off so that its handler does not count along.
- */
-void
-job_touch_drain(void)
-{
-	bool		full = false;
-
-	if (!touch_on)
-		return;
-	for (int s = 0; s < pool->n; s++)
-		if ((touch_servers & (1U << s)) && pool->conns[s]->pending >= TOUCH_DRAIN_REPLIES)
-			full = true;
-	if (!full)
-		return;
-	disable_timeout(touch_timeout, false);
-	for (int s = 0; s < pool->n; s++)
-	{
-		BeanstalkConn *c = pool->conns[s];
-		BsStatus	st;
-
-		if (!(touch_servers & (1U << s)))
-			continue;
-		bs_touch_disarm(c);
-		st = bs_drain_pending(c);
-		if (st != BS_OK)
-		{
-			/* the batch's reservations on it are gone: the batch ends */
-			if (bs_status_trouble(st))
-				pool_failed(pool, s, st);
-			bs_report(c);
-		}
-		bs_touch_rearm(c);
-	}
-	touch_timer_start();
-}
-
-void
-job_touch_stop(void)
-{
-	if (!touch_on)
-		return;
-	disable_timeout(touch_timeout, false);
-	for (int s = 0; s < pool->n; s++)
-		if (touch_servers & (1U << s))
-			bs_touch_disarm(pool->conns[s]);
-	touch_servers = 0;
-	touch_on = false;
 }
 
 static void
@@ -456,7 +320,7 @@ timers_start(int64 limit_ms)
 {
 	int			limit = (int) Min(limit_ms, (int64) INT_MAX - HARD_LIMIT_GRACE_MS);
 
-	touch_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), limit);
+	touch_limit(TimestampTzPlusMilliseconds(GetCurrentTimestamp(), limit));
 	enable_timeout_after(STATEMENT_TIMEOUT, limit);
 	enable_timeout_after(hard_limit_timeout, limit + HARD_LIMIT_GRACE_MS);
 }
@@ -467,7 +331,7 @@ timers_stop(void)
 {
 	disable_timeout(STATEMENT_TIMEOUT, false);
 	disable_timeout(hard_limit_timeout, false);
-	touch_until = DT_NOEND;
+	touch_no_limit();
 }
 
 /*

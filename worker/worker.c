@@ -18,7 +18,7 @@
  *	   (a batch may hold jobs of several servers; each job is touched,
  *	   deleted, released or buried on its own)
  *	4. one transaction runs the batch's jobs in order (job_run.c), with every
- *	   job of the batch touched each half of the shortest ttr among them, so
+ *	   job of the batch touched each half of the shortest ttr among them (touch.c), so
  *	   none is given to another worker while the ones before it run
  *	5. commit, then one pipelined write per server: delete each job that ran, release
  *	   with back-off one that failed, bury one that failed for the last time;
@@ -47,6 +47,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -54,6 +55,7 @@
 #include "jobq.h"
 #include "pool.h"
 #include "shmem.h"
+#include "touch.h"
 #include "worker.h"
 
 #define RESERVE_TIMEOUT_S	1
@@ -65,41 +67,73 @@
 
 static int	my_slot;
 static BsPool pool;				/* the servers of jobq.servers */
-static int	cur = -1;			/* the server of the batch at hand */
-static int	next_server = 0;	/* where the next look for ready jobs starts */
-static int	streak = 0;			/* full batches in a row from cur */
-static bool server_failure = false;	/* the iteration ended for a server's failure */
-static uint32 still_waiting = 0;	/* servers with a blocking reserve sent, unanswered */
-static List *tubes = NIL;		/* the tubes with handlers (TopMemoryContext) */
-static TimestampTz tubes_refreshed = 0;
-/* per server: the tubes its connection watches, and which connection that was */
-static List *watched[BS_MAX_SERVERS];
-static uint64 watched_generation[BS_MAX_SERVERS];
 static ProcessBackoff backoff;	/* static: survives the main loop's longjmp */
-
-/*
- * Under load, the next batch is reserved in the write that settles the last
- * one: its jobs wait in next_jobs, in the one of two memory contexts that
- * the running batch does not use.
- */
-static MemoryContext batch_cxt[2];
-static int	batch_cur = 0;
-static BatchJob *next_jobs = NULL;
-static int	next_n = 0;
-static int	next_from = -1;		/* the server that reserved them ... */
-static uint64 next_conn_generation = 0;	/* ... on this connection */
 static char worker_name[32];
 
-/* batch sizing */
-static int	batch_next = 1;		/* what the next batch asks for, at most */
-static double job_avg_us = 0;	/* running average of a job's time, commit included */
-static uint64 min_ttr_ms = 1000;	/* the shortest ttr of the last batch */
+/* the tubes with handlers, and what each server's connection watches */
+typedef struct WatchState
+{
+	List	   *tubes;			/* the tubes with handlers (TopMemoryContext) */
+	TimestampTz refreshed;
+	List	   *watched[BS_MAX_SERVERS];	/* per server: the tubes it watches ... */
+	uint64		generation[BS_MAX_SERVERS];	/* ... on this connection */
+} WatchState;
+
+static WatchState watch;
+
+/*
+ * Where the worker's batches come from, and how big they are.  Errors need
+ * none of it to find their server: each request's status names it
+ * (check_request, pool_call).
+ */
+typedef struct BatchState
+{
+	int			cur;			/* the server of the batch at hand */
+	int			next_server;	/* where the next look for ready jobs starts */
+	int			streak;			/* full batches in a row from cur */
+	bool		server_failure; /* the iteration ended for a server's failure */
+	uint32		still_waiting;	/* servers with a blocking reserve sent, unanswered */
+
+	/*
+	 * Under load, the next batch is reserved in the write that settles the
+	 * last one: its jobs wait in next_jobs, in the one of two memory
+	 * contexts that the running batch does not use.
+	 */
+	MemoryContext cxt[2];
+	int			cxt_cur;
+	BatchJob   *next_jobs;
+	int			next_n;
+	int			next_from;		/* the server that reserved them ... */
+	uint64		next_generation;	/* ... on this connection */
+
+	/* sizing */
+	int			want_next;		/* what the next batch asks for, at most */
+	double		job_avg_us;		/* running average of a job's time, commit included */
+	uint64		min_ttr_ms;		/* the shortest ttr of the last batch */
+} BatchState;
+
+static BatchState batch = {.cur = -1, .next_from = -1, .want_next = 1, .min_ttr_ms = 1000};
+
+static int	jobq_batch_size = JOBQ_DEFAULT_BATCH_SIZE;
+
+void
+worker_init_gucs(void)
+{
+	DefineCustomIntVariable("jobq.batch_size",
+							"Most jobs a worker reserves at once and runs in one transaction.",
+							"Each job still runs in a subtransaction of its own; 1 runs "
+							"every job in a transaction of its own.",
+							&jobq_batch_size,
+							JOBQ_DEFAULT_BATCH_SIZE, 1, JOBQ_MAX_BATCH_SIZE,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+}
 
 /* The tubes that have handlers, read in a short transaction. */
 static List *
 read_tubes(void)
 {
-	List	   *tubes = NIL;
+	List	   *found = NIL;
 	MemoryContext ctx = CurrentMemoryContext;
 	int			rc;
 
@@ -111,12 +145,12 @@ read_tubes(void)
 	{
 		MemoryContext spi = MemoryContextSwitchTo(ctx);
 
-		tubes = lappend(tubes, pstrdup(SPI_getvalue(SPI_tuptable->vals[i],
+		found = lappend(found, pstrdup(SPI_getvalue(SPI_tuptable->vals[i],
 													SPI_tuptable->tupdesc, 1)));
 		MemoryContextSwitchTo(spi);
 	}
 	process_xact_end();
-	return tubes;
+	return found;
 }
 
 static bool
@@ -138,11 +172,11 @@ refresh_tubes(void)
 	MemoryContext ctx = MemoryContextSwitchTo(TopMemoryContext);
 	ListCell   *lc;
 
-	list_free_deep(tubes);
-	tubes = NIL;
+	list_free_deep(watch.tubes);
+	watch.tubes = NIL;
 	foreach(lc, now)
-		tubes = lappend(tubes, pstrdup(lfirst(lc)));
-	tubes_refreshed = GetCurrentTimestamp();
+		watch.tubes = lappend(watch.tubes, pstrdup(lfirst(lc)));
+	watch.refreshed = GetCurrentTimestamp();
 	MemoryContextSwitchTo(ctx);
 }
 
@@ -162,29 +196,29 @@ sync_watch(BeanstalkConn *c, int i)
 	if ((st = bs_connect_now(c)) != BS_OK)
 		return st;
 	ctx = MemoryContextSwitchTo(TopMemoryContext);
-	if (watched_generation[i] != c->generation)
+	if (watch.generation[i] != c->generation)
 	{
-		list_free_deep(watched[i]);
-		watched[i] = list_make1(pstrdup("default"));
-		watched_generation[i] = c->generation;
+		list_free_deep(watch.watched[i]);
+		watch.watched[i] = list_make1(pstrdup("default"));
+		watch.generation[i] = c->generation;
 	}
-	foreach(lc, tubes)
+	foreach(lc, watch.tubes)
 	{
-		if (!list_has_string(watched[i], lfirst(lc)))
+		if (!list_has_string(watch.watched[i], lfirst(lc)))
 		{
 			if ((st = bs_watch(c, lfirst(lc), &n)) != BS_OK)
 				break;
-			watched[i] = lappend(watched[i], pstrdup(lfirst(lc)));
+			watch.watched[i] = lappend(watch.watched[i], pstrdup(lfirst(lc)));
 		}
 	}
-	foreach(lc, watched[i])
+	foreach(lc, watch.watched[i])
 	{
-		if (st == BS_OK && !list_has_string(tubes, lfirst(lc)))
+		if (st == BS_OK && !list_has_string(watch.tubes, lfirst(lc)))
 		{
 			if ((st = bs_ignore(c, lfirst(lc), &n)) != BS_OK)
 				break;
 			pfree(lfirst(lc));
-			watched[i] = foreach_delete_current(watched[i], lc);
+			watch.watched[i] = foreach_delete_current(watch.watched[i], lc);
 		}
 	}
 	MemoryContextSwitchTo(ctx);
@@ -211,7 +245,7 @@ check_request(int s, BsStatus st)
 	if (bs_status_trouble(st))
 	{
 		pool_failed(&pool, s, st);
-		server_failure = true;
+		batch.server_failure = true;
 	}
 	bs_report(pool.conns[s]);
 }
@@ -222,8 +256,8 @@ close_all(void)
 {
 	for (int i = 0; i < pool.n; i++)
 		bs_close(pool.conns[i]);
-	next_n = 0;
-	still_waiting = 0;
+	batch.next_n = 0;
+	batch.still_waiting = 0;
 }
 
 /* a count of beanstalkd's, as far as a uint32 goes */
@@ -283,9 +317,9 @@ batch_want(void)
 {
 	double		cap = jobq_touch_jobs ? jobq_batch_size : 1;
 
-	if (job_avg_us > 0)
-		cap = Min(cap, (double) min_ttr_ms * 1000.0 / 2.0 / job_avg_us);
-	return Max(Min(batch_next, (int) cap), 1);
+	if (batch.job_avg_us > 0)
+		cap = Min(cap, (double) batch.min_ttr_ms * 1000.0 / 2.0 / batch.job_avg_us);
+	return Max(Min(batch.want_next, (int) cap), 1);
 }
 
 /* stats-job of jobs[from..n): one write to each of their servers, then the replies */
@@ -411,16 +445,16 @@ reserve_first(BatchJob *jobs)
 	int			n = 0;
 	TimestampTz deadline;
 
-	still_waiting = 0;
+	batch.still_waiting = 0;
 	for (int k = 0; pool.n > 1 && k < pool.n; k++)
 	{
-		int			i = (next_server + k) % pool.n;
+		int			i = (batch.next_server + k) % pool.n;
 
 		rs[i] = (ServerReserve) {i, false};
 		if (pool_usable(&pool, i) && pool_call(&pool, i, reserve_ready, &rs[i]) && rs[i].got)
 		{
 			jobs[0].job = rs[i].first;
-			jobs[0].server = cur = i;
+			jobs[0].server = batch.cur = i;
 			return 1;
 		}
 	}
@@ -451,7 +485,7 @@ reserve_first(BatchJob *jobs)
 		if (pool_call(&pool, i, read_blocking_reserve, &rs[i]) && rs[i].got)
 		{
 			if (n == 0)
-				cur = i;
+				batch.cur = i;
 			jobs[n].job = rs[i].first;
 			jobs[n++].server = i;
 		}
@@ -468,7 +502,7 @@ reserve_first(BatchJob *jobs)
 		}
 		return 0;
 	}
-	still_waiting = sent;
+	batch.still_waiting = sent;
 	return n;
 }
 
@@ -484,10 +518,10 @@ reserve_late(BatchJob *jobs, int n)
 {
 	TimestampTz until = GetCurrentTimestamp() + LATE_GRACE_US;
 
-	while (still_waiting != 0)
+	while (batch.still_waiting != 0)
 	{
 		ServerReserve r;
-		int			i = bs_wait_any(pool.conns, pool.n, still_waiting, 0);
+		int			i = bs_wait_any(pool.conns, pool.n, batch.still_waiting, 0);
 
 		if (i < 0)
 		{
@@ -496,7 +530,7 @@ reserve_late(BatchJob *jobs, int n)
 			pg_usleep(50);
 			continue;
 		}
-		still_waiting &= ~(1U << i);
+		batch.still_waiting &= ~(1U << i);
 		r = (ServerReserve) {i, false};
 		if (pool_call(&pool, i, read_blocking_reserve, &r) && r.got)
 		{
@@ -505,9 +539,9 @@ reserve_late(BatchJob *jobs, int n)
 		}
 	}
 	for (int j = 0; j < pool.n; j++)
-		if (still_waiting & (1U << j))
+		if (batch.still_waiting & (1U << j))
 			bs_close(pool.conns[j]);
-	still_waiting = 0;
+	batch.still_waiting = 0;
 	return n;
 }
 
@@ -528,15 +562,15 @@ reserve_batch(BatchJob **jobs, int want)
 	first = reserve_first(*jobs);
 	if (first == 0)
 		return 0;
-	conn = pool.conns[cur];
+	conn = pool.conns[batch.cur];
 	more = Max(want - first, 0);
-	check_request(cur, bs_pipeline_begin(conn));
+	check_request(batch.cur, bs_pipeline_begin(conn));
 	bs_queue_stats_job(conn, (*jobs)[0].job.id);
 	for (int i = 0; i < more; i++)
 		bs_queue_reserve(conn, 0);
-	check_request(cur, bs_flush(conn));
+	check_request(batch.cur, bs_flush(conn));
 	read_facts(&(*jobs)[0]);
-	check_request(cur, read_reserved(*jobs + first, more, cur, &n));
+	check_request(batch.cur, read_reserved(*jobs + first, more, batch.cur, &n));
 	n = reserve_late(*jobs, first + n);
 	read_stats(*jobs, 1, n);
 	return n;
@@ -587,7 +621,7 @@ settle_on_server(BeanstalkConn *c, void *arg)
 	BsStatus	st;
 
 	/* the replies to the touches come first */
-	if ((st = bs_drain_pending(c)) != BS_OK || (st = bs_pipeline_begin(c)) != BS_OK)
+	if ((st = touch_settle(ss->server)) != BS_OK || (st = bs_pipeline_begin(c)) != BS_OK)
 		return st;
 	for (int i = 0; i < ss->n; i++)
 	{
@@ -640,15 +674,15 @@ settle_on_server(BeanstalkConn *c, void *arg)
 	}
 	if (ss->prefetch > 0)
 	{
-		MemoryContext next = batch_cxt[1 - batch_cur];
+		MemoryContext next = batch.cxt[1 - batch.cxt_cur];
 		MemoryContext old;
 
 		MemoryContextReset(next);
 		old = MemoryContextSwitchTo(next);
-		next_jobs = palloc0(sizeof(BatchJob) * ss->prefetch);
-		st = read_reserved(next_jobs, ss->prefetch, ss->server, &next_n);
-		next_from = ss->server;
-		next_conn_generation = c->generation;
+		batch.next_jobs = palloc0(sizeof(BatchJob) * ss->prefetch);
+		st = read_reserved(batch.next_jobs, ss->prefetch, ss->server, &batch.next_n);
+		batch.next_from = ss->server;
+		batch.next_generation = c->generation;
 		MemoryContextSwitchTo(old);
 		return st;
 	}
@@ -667,13 +701,13 @@ settle_on_server(BeanstalkConn *c, void *arg)
 static uint32
 settle_jobs(BatchJob *jobs, int n, int prefetch)
 {
-	uint32		used = servers_of(jobs, 0, n) | (prefetch > 0 ? 1U << cur : 0);
+	uint32		used = servers_of(jobs, 0, n) | (prefetch > 0 ? 1U << batch.cur : 0);
 	uint32		lost = 0;
 
 	for (int s = 0; s < pool.n; s++)
 	{
 		BeanstalkConn *c = pool.conns[s];
-		ServerSettle ss = {jobs, n, s, s == cur ? prefetch : 0};
+		ServerSettle ss = {jobs, n, s, s == batch.cur ? prefetch : 0};
 
 		if (!bs_connected(c))
 		{
@@ -682,13 +716,13 @@ settle_jobs(BatchJob *jobs, int n, int prefetch)
 			continue;
 		}
 		/* a server with nothing to settle may still owe touch replies */
-		if (!(used & (1U << s)) && c->pending == 0 && c->touch_rem == 0)
+		if (!(used & (1U << s)) && !touch_owed(s))
 			continue;
 		if (!pool_call(&pool, s, settle_on_server, &ss))
 			lost |= 1U << s;
 	}
-	if (lost & (1U << cur))
-		next_n = 0;
+	if (lost & (1U << batch.cur))
+		batch.next_n = 0;
 	return lost;
 }
 
@@ -713,14 +747,14 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 	MemoryContext ctx = CurrentMemoryContext;
 	uint32		lost;
 
-	min_ttr_ms = PG_UINT64_MAX;
+	batch.min_ttr_ms = PG_UINT64_MAX;
 	for (int k = 0; k < n; k++)
 		if (!jobs[k].gone)
-			min_ttr_ms = Min(min_ttr_ms, jobs[k].facts.ttr_ms);
-	if (min_ttr_ms == PG_UINT64_MAX)
-		min_ttr_ms = 1000;
+			batch.min_ttr_ms = Min(batch.min_ttr_ms, jobs[k].facts.ttr_ms);
+	if (batch.min_ttr_ms == PG_UINT64_MAX)
+		batch.min_ttr_ms = 1000;
 
-	job_touch_start(jobs, n);
+	touch_start(jobs, n);
 	while (i < n)
 	{
 		int			first = i;
@@ -740,7 +774,7 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 			if (!jobs[i].gone)
 			{
 				MemoryContextSwitchTo(ctx); /* SPI leaves its own current */
-				job_touch_drain();
+				touch_drain();
 				job_run(&jobs[i]);
 				ran++;
 			}
@@ -748,13 +782,13 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 		}
 		process_xact_end();
 		pgstat_report_activity(STATE_IDLE, NULL);
-		job_touch_stop();
+		touch_stop();
 		lost = settle_jobs(jobs + first, i - first, i < n ? 0 : prefetch);
 		for (int k = i; k < n; k++)
 			if (lost & (1U << jobs[k].server))
 				jobs[k].gone = true;	/* given back with the connection */
 		if (i < n)
-			job_touch_start(jobs + i, n - i);
+			touch_start(jobs + i, n - i);
 	}
 	slot_set_state(my_slot, JOBQ_STATE_IDLE, NULL, NULL, 0);
 
@@ -762,7 +796,8 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 	{
 		double		us = (double) (GetCurrentTimestamp() - start) / ran;
 
-		job_avg_us = job_avg_us == 0 ? us : (1 - AVG_WEIGHT) * job_avg_us + AVG_WEIGHT * us;
+		batch.job_avg_us = batch.job_avg_us == 0 ? us :
+			(1 - AVG_WEIGHT) * batch.job_avg_us + AVG_WEIGHT * us;
 	}
 }
 
@@ -774,11 +809,11 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 static bool
 watch_current_tubes(void)
 {
-	if (tubes != NIL &&
-		!TimestampDifferenceExceeds(tubes_refreshed, GetCurrentTimestamp(), REFRESH_TUBES_MS))
+	if (watch.tubes != NIL &&
+		!TimestampDifferenceExceeds(watch.refreshed, GetCurrentTimestamp(), REFRESH_TUBES_MS))
 		return true;
 	refresh_tubes();
-	if (tubes == NIL)
+	if (watch.tubes == NIL)
 	{
 		close_all();			/* gives back what was reserved ahead */
 		slot_set_state(my_slot, JOBQ_STATE_IDLE_NO_HANDLERS, NULL, NULL, 0);
@@ -805,40 +840,40 @@ worker_iteration(void)
 	int			n;
 	int			prefetch;
 
-	server_failure = false;
+	batch.server_failure = false;
 	if (pool_set_servers(&pool, jobq_servers))
 	{
 		close_all();
-		cur = -1;
-		next_server = 0;
+		batch.cur = -1;
+		batch.next_server = 0;
 		/* indexes now name other connections, whose generations mean nothing here */
 		for (int s = 0; s < BS_MAX_SERVERS; s++)
-			watched_generation[s] = 0;
+			watch.generation[s] = 0;
 	}
 	if (!watch_current_tubes())
 		return;
 	want = batch_want();
 	/* a connection closed or opened since gave them back */
-	if (next_n > 0 &&
-		(next_from >= pool.n || !bs_connected(pool.conns[next_from]) ||
-		 pool.conns[next_from]->generation != next_conn_generation))
-		next_n = 0;
-	if (next_n > 0)
+	if (batch.next_n > 0 &&
+		(batch.next_from >= pool.n || !bs_connected(pool.conns[batch.next_from]) ||
+		 pool.conns[batch.next_from]->generation != batch.next_generation))
+		batch.next_n = 0;
+	if (batch.next_n > 0)
 	{
 		/* reserved while the last batch was settled */
-		cur = next_from;
-		jobs = next_jobs;
-		n = next_n;
-		next_n = 0;
-		batch_cur = 1 - batch_cur;
+		batch.cur = batch.next_from;
+		jobs = batch.next_jobs;
+		n = batch.next_n;
+		batch.next_n = 0;
+		batch.cxt_cur = 1 - batch.cxt_cur;
 		read_stats(jobs, 0, n);
 	}
 	else
 	{
 		MemoryContext old;
 
-		MemoryContextReset(batch_cxt[batch_cur]);
-		old = MemoryContextSwitchTo(batch_cxt[batch_cur]);
+		MemoryContextReset(batch.cxt[batch.cxt_cur]);
+		old = MemoryContextSwitchTo(batch.cxt[batch.cxt_cur]);
 		n = reserve_batch(&jobs, want);
 		MemoryContextSwitchTo(old);
 		if (n == 0)
@@ -846,7 +881,7 @@ worker_iteration(void)
 		/* a reload that came in during the wait applies to this batch */
 		worker_reload_config();
 	}
-	batch_next = n >= want ? Min(2 * want, JOBQ_MAX_BATCH_SIZE) : Max(2 * n, 2);
+	batch.want_next = n >= want ? Min(2 * want, JOBQ_MAX_BATCH_SIZE) : Max(2 * n, 2);
 
 	/*
 	 * A full batch: more are likely ready, ask for them with the settling;
@@ -855,13 +890,13 @@ worker_iteration(void)
 	 * them.
 	 */
 	prefetch = n >= want ? batch_want() : 0;
-	streak = n >= want ? streak + 1 : 0;
-	if (pool.n > 1 && streak >= ROTATE_AFTER)
+	batch.streak = n >= want ? batch.streak + 1 : 0;
+	if (pool.n > 1 && batch.streak >= ROTATE_AFTER)
 	{
 		prefetch = 0;
-		streak = 0;
+		batch.streak = 0;
 	}
-	next_server = (cur + 1) % pool.n;
+	batch.next_server = (batch.cur + 1) % pool.n;
 	run_batch(jobs, n, prefetch);
 }
 
@@ -882,7 +917,7 @@ jobq_worker_main(Datum arg)
 	loop_ctx = AllocSetContextCreate(TopMemoryContext, "jobq worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (int i = 0; i < 2; i++)
-		batch_cxt[i] = AllocSetContextCreate(TopMemoryContext, "jobq batch",
+		batch.cxt[i] = AllocSetContextCreate(TopMemoryContext, "jobq batch",
 											 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
@@ -898,13 +933,13 @@ jobq_worker_main(Datum arg)
 		}
 		PG_CATCH();
 		{
-			job_touch_stop();
+			touch_stop();
 			/* not psprintf here: this is ErrorContext, which the recovery resets */
 			(void) process_recover(my_slot, worker_name, &backoff);
 			/* what the batch had reserved goes back at once */
 			close_all();
 			/* a server failed (and is marked down): the others need not wait */
-			if (server_failure && pool.n > 1)
+			if (batch.server_failure && pool.n > 1)
 				backoff.backoff_ms = 0;
 		}
 		PG_END_TRY();

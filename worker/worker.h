@@ -59,15 +59,10 @@ typedef struct BatchJob
 #define JOBQ_MAX_BATCH_SIZE		1000
 
 /* job_run.c */
-extern bool jobq_touch_jobs;
 extern int	jobq_max_handler_time;	/* ms */
-extern int	jobq_batch_size;
 
 struct BsPool;
 extern void job_run_init(int slot, struct BsPool *pool);
-extern void job_touch_start(const BatchJob *jobs, int n);
-extern void job_touch_drain(void);
-extern void job_touch_stop(void);
 extern bool job_may_share_xact(void);
 extern void job_run(BatchJob *bj);
 
