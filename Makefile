@@ -14,6 +14,9 @@
 #                          TAP_TESTS= leaves them out)
 #   make test              everything, regression and TAP, with servers of
 #                          its own (scripts/test.sh)
+#   make unit              the unit tests of the pure code (unit/: reply
+#                          parsing, the pack format, rendezvous hashing, JSON
+#                          numbers), a program that needs no server
 #   make check-version     META.json's versions start with jobq.control's
 #                          default_version, the one place the version is set
 
@@ -29,11 +32,14 @@ OBJS = \
 	src/bs_conn.o \
 	src/bs_reply.o \
 	src/beanstalk.o \
+	src/rendezvous.o \
 	src/pool.o \
 	src/job.o \
 	src/job_json.o \
+	src/json_numbers.o \
 	src/put.o \
 	src/pack.o \
+	src/pack_sql.o \
 	src/outbox.o \
 	src/trigger.o \
 	src/admin.o \
@@ -74,6 +80,22 @@ include $(PGXS)
 CONTRIB_TESTDB = $(or $(PGDATABASE),jobq)
 
 installcheck: bsport-given
+
+# unit tests: the pure files, compiled as frontend code against libpgcommon
+UNIT_SRCS = src/bs_reply.c src/pack.c src/rendezvous.c src/json_numbers.c
+UNIT_TESTS = unit/unit.c unit/test_bs_reply.c unit/test_pack.c unit/test_rendezvous.c \
+	unit/test_json_numbers.c
+EXTRA_CLEAN = unit/unit
+
+unit/unit: $(UNIT_SRCS) $(UNIT_TESTS) unit/unit.h
+	$(CC) -DFRONTEND -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+		-I$(srcdir)/src -I$(srcdir)/unit -I$(shell $(PG_CONFIG) --includedir-server) \
+		-o $@ $(UNIT_SRCS) $(UNIT_TESTS) \
+		-L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon -lpgport -lm
+
+.PHONY: unit
+unit: unit/unit
+	unit/unit
 
 .PHONY: bsport-given test
 bsport-given:

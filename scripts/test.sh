@@ -3,7 +3,8 @@
 #
 # Installs missing packages, builds and installs jobq, starts a private
 # beanstalkd and PostgreSQL (jobq preloaded), runs the regression files
-# (sql/, expected/) against them with `make installcheck`, then the
+# (sql/, expected/) against them with `make installcheck` after the unit
+# tests of the pure code (`make unit`), then the
 # fault-injection tests in t/ (TAP), one file at
 # a time with its duration.  Ends with "tests: N passed, N failed" (one per
 # test file).  On failure the work directory is kept and the regression
@@ -41,6 +42,15 @@ PIDS+=($!)
 PASSED=0
 FAILED=0
 FAILURES=()
+
+# the unit tests of the pure code: no server (make unit), counted as one test
+say "unit tests (make unit)"
+if make -C "$JOBQ_ROOT" -s PG_CONFIG="$PG_CONFIG" unit; then
+    PASSED=$((PASSED + 1))
+else
+    FAILED=$((FAILED + 1))
+    FAILURES+=("make unit")
+fi
 
 TESTS=(${JOBQ_TESTS:-$(make -s -C "$JOBQ_ROOT" PG_CONFIG="$PG_CONFIG" print-REGRESS 2>/dev/null)})
 [ "${TESTS[0]:-}" = setup ] || TESTS=(setup "${TESTS[@]}")

@@ -17,6 +17,7 @@
 #include "beanstalk.h"
 #include "job.h"
 #include "job_json.h"
+#include "json_numbers.h"
 
 /* no control characters: a func_name ends up in log lines and messages */
 bool
@@ -52,65 +53,6 @@ parse_uuid(const char *s, pg_uuid_t *out)
 		p++;
 	}
 	return i == UUID_LEN;
-}
-
-/*
- * A copy of JSON text in which every number too big for a double is 0, or
- * NULL when there is none.  jansson reads numbers as doubles and refuses
- * those ("real number overflow"), while jobq takes the kwargs' numbers from
- * PostgreSQL's jsonb, which keeps them exactly (job_decode): the copy is
- * what jansson checks (structure, duplicate keys, UTF-8, the names).  Only
- * bytes outside strings are looked at; a token that is not a whole number
- * is left as it is, for jansson to refuse.
- */
-char *
-job_json_without_huge_numbers(const char *text, size_t len, size_t *outlen)
-{
-	StringInfoData out;
-	bool		changed = false;
-	size_t		i = 0;
-
-	initStringInfo(&out);
-	while (i < len)
-	{
-		size_t		j = i + 1;
-
-		if (text[i] == '"')
-		{
-			while (j < len && text[j] != '"')
-				j += (text[j] == '\\') ? 2 : 1;
-			j = Min(j + 1, len);
-		}
-		else if (text[i] == '-' || isdigit((unsigned char) text[i]))
-		{
-			char	   *token;
-			char	   *end;
-			double		d;
-
-			while (j < len && text[j] != '\0' && strchr("0123456789+-.eE", text[j]) != NULL)
-				j++;
-			token = pnstrdup(text + i, j - i);
-			d = strtod(token, &end);
-			if (*end == '\0' && isinf(d))
-			{
-				appendStringInfoChar(&out, '0');
-				changed = true;
-				pfree(token);
-				i = j;
-				continue;
-			}
-			pfree(token);
-		}
-		appendBinaryStringInfo(&out, text + i, j - i);
-		i = j;
-	}
-	if (!changed)
-	{
-		pfree(out.data);
-		return NULL;
-	}
-	*outlen = out.len;
-	return out.data;
 }
 
 /* a string of jansson's tree in the server's encoding, palloc'd (the tree is freed) */
@@ -198,7 +140,7 @@ job_json_check(const char *body, size_t len, JobBody *job, char **error)
 	if (root == NULL && json_error_code(&jerr) == json_error_numeric_overflow)
 	{
 		size_t		checked_len;
-		char	   *checked = job_json_without_huge_numbers(body, len, &checked_len);
+		char	   *checked = json_without_huge_numbers(body, len, &checked_len);
 
 		if (checked != NULL)
 		{

@@ -7,7 +7,6 @@
 
 #include "job.h"
 
-extern char *job_json_without_huge_numbers(const char *text, size_t len, size_t *outlen);
 extern bool job_json_check(const char *body, size_t len, JobBody *job, char **error);
 
 #endif							/* JOBQ_JOB_JSON_H */

@@ -622,8 +622,11 @@ outbox_insert(const JobSpec *spec, pg_uuid_t *id, bool keep_id)
 	}
 	pending[npending].level = GetCurrentTransactionNestLevel();
 	pending[npending].offset = pending_pack.len;
-	pack_append(&pending_pack, id, (int64) spec->priority, (int64) spec->delay,
-				(int64) spec->ttr, spec->tube, spec->func_name, body, len);
+	if (!pack_append(&pending_pack, id, (int64) spec->priority, (int64) spec->delay,
+					 (int64) spec->ttr, spec->tube, spec->func_name, body, len))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("job body of %zu bytes is too large for the outbox", len)));
 	pfree(body);
 	npending++;
 	if (npending >= flush_jobs_at || pending_pack.len >= flush_bytes_at)

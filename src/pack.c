@@ -1,26 +1,24 @@
 /*
  * pack.c
- *		Writing and reading packs (see pack.h), and jobq.unpack(bytea), which
- *		shows a pack's jobs as rows (the view jobq.outbox is built on it).
+ *		Writing and reading packs (see pack.h).
  *
  * A pack is read back by the relay and by anyone who may call jobq.unpack
  * on any bytea: every length is checked against what is left, and a pack
- * that does not parse is an error, never a read past its end.
+ * that does not parse is an error, never a read past its end.  Pure code
+ * (make unit tests it): the backend's side, which throws, is pack_sql.c.
  */
+#ifndef FRONTEND
 #include "postgres.h"
+#else
+#include "postgres_fe.h"
+#endif
 
-#include "fmgr.h"
-#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "port/pg_bswap.h"
-#include "utils/builtins.h"
-#include "utils/tuplestore.h"
 
 #include "pack.h"
 
 #define PACK_FIXED_BYTES	(UUID_LEN + 3 * sizeof(int64))
-
-PG_FUNCTION_INFO_V1(jobq_unpack);
 
 static void
 append_int64(StringInfo pack, int64 value)
@@ -39,16 +37,14 @@ append_string(StringInfo pack, const char *s, size_t len)
 	appendBinaryStringInfoNT(pack, s, len);
 }
 
-/* Append one job to pack. */
-void
+/* Append one job to pack; false (nothing appended) if its body is too large for one. */
+bool
 pack_append(StringInfo pack, const pg_uuid_t *id, int64 priority, int64 delay,
 			int64 ttr, const char *tube, const char *func_name,
 			const char *body, size_t body_len)
 {
 	if (body_len > PG_INT32_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("job body of %zu bytes is too large for the outbox", body_len)));
+		return false;
 	appendBinaryStringInfoNT(pack, (const char *) id->data, UUID_LEN);
 	append_int64(pack, priority);
 	append_int64(pack, delay);
@@ -56,6 +52,7 @@ pack_append(StringInfo pack, const pg_uuid_t *id, int64 priority, int64 delay,
 	append_string(pack, tube, strlen(tube));
 	append_string(pack, func_name, strlen(func_name));
 	append_string(pack, body, body_len);
+	return true;
 }
 
 static int64
@@ -93,6 +90,17 @@ read_bytes(PackReader *reader, size_t *len, const char *what, char **error)
 	return bytes;
 }
 
+/* whether s is valid in the database encoding (UTF-8 in the unit tests) */
+static bool
+valid_in_database(const char *s, size_t len)
+{
+#ifndef FRONTEND
+	return pg_verifymbstr(s, (int) len, true);
+#else
+	return pg_encoding_verifymbstr(PG_UTF8, s, (int) len) == (int) len;
+#endif
+}
+
 /* a length-prefixed string, as a C string; NULL: *error says why */
 static char *
 read_string(PackReader *reader, const char *what, char **error)
@@ -102,7 +110,7 @@ read_string(PackReader *reader, const char *what, char **error)
 
 	if (s == NULL)
 		return NULL;
-	if (!pg_verifymbstr(s, (int) len, true))
+	if (!valid_in_database(s, len))
 	{
 		*error = psprintf("a %s is not valid in the database encoding", what);
 		return NULL;
@@ -146,56 +154,4 @@ pack_read(PackReader *reader, PackedJob *job, char **error)
 		return -1;
 	}
 	return 1;
-}
-
-/* The next job of the pack into *job; false at its end.  Throws on a bad pack. */
-bool
-pack_next(PackReader *reader, PackedJob *job)
-{
-	char	   *error = NULL;
-	int			rc = pack_read(reader, job, &error);
-
-	if (rc < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid jobq pack: %s", error)));
-	return rc > 0;
-}
-
-/*
- * jobq.unpack(packed bytea): the jobs of a pack, in order, as
- * (ord, id, tube, func_name, body, priority, delay, ttr).
- */
-Datum
-jobq_unpack(PG_FUNCTION_ARGS)
-{
-	bytea	   *packed = PG_GETARG_BYTEA_PP(0);
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	PackReader	reader;
-	PackedJob	job;
-	int32		ord = 0;
-
-	InitMaterializedSRF(fcinfo, 0);
-	pack_reader_init(&reader, VARDATA_ANY(packed), VARSIZE_ANY_EXHDR(packed));
-	while (pack_next(&reader, &job))
-	{
-		Datum		values[8];
-		bool		nulls[8] = {0};
-		bytea	   *body = palloc(VARHDRSZ + job.body_len);
-		pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-
-		SET_VARSIZE(body, VARHDRSZ + job.body_len);
-		memcpy(VARDATA(body), job.body, job.body_len);
-		*id = job.id;
-		values[0] = Int32GetDatum(++ord);
-		values[1] = UUIDPGetDatum(id);
-		values[2] = CStringGetTextDatum(job.tube);
-		values[3] = CStringGetTextDatum(job.func_name);
-		values[4] = PointerGetDatum(body);
-		values[5] = Int64GetDatum(job.priority);
-		values[6] = Int64GetDatum(job.delay);
-		values[7] = Int64GetDatum(job.ttr);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	PG_RETURN_NULL();
 }

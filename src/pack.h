@@ -12,8 +12,6 @@
 #ifndef JOBQ_PACK_H
 #define JOBQ_PACK_H
 
-#include "postgres.h"
-
 #include "lib/stringinfo.h"
 #include "utils/uuid.h"
 
@@ -36,7 +34,7 @@ typedef struct PackReader
 	const char *end;
 } PackReader;
 
-extern void pack_append(StringInfo pack, const pg_uuid_t *id, int64 priority,
+extern bool pack_append(StringInfo pack, const pg_uuid_t *id, int64 priority,
 						int64 delay, int64 ttr, const char *tube,
 						const char *func_name, const char *body, size_t body_len);
 extern void pack_reader_init(PackReader *reader, const char *data, size_t len);

@@ -29,13 +29,13 @@
  */
 #include "postgres.h"
 
-#include "common/hashfn.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "jobq.h"
 #include "pool.h"
+#include "rendezvous.h"
 #include "settings.h"
 #include "shmem.h"
 
@@ -44,17 +44,6 @@
 #define UP_RESET_MS		60000
 
 static int	pool_find(BsPool *pool, const char *server);
-
-static uint64
-mix64(uint64 h)
-{
-	h ^= h >> 33;
-	h *= UINT64CONST(0xff51afd7ed558ccd);
-	h ^= h >> 33;
-	h *= UINT64CONST(0xc4ceb9fe1a85ec53);
-	h ^= h >> 33;
-	return h;
-}
 
 void
 pool_init(BsPool *pool, const char *servers, const char *who, MemoryContext mcxt)
@@ -128,8 +117,7 @@ pool_set_servers(BsPool *pool, const char *servers)
 		pool->retry_at[i] = retry_at[i];
 		pool->down_ms[i] = down_ms[i];
 		pool->up_at[i] = up_at[i];
-		pool->seed[i] = hash_bytes_extended((const unsigned char *) names[i],
-											strlen(names[i]), 0);
+		pool->seed[i] = rendezvous_seed(names[i]);
 	}
 	if (pool->setting != NULL)
 		pfree(pool->setting);
@@ -199,28 +187,6 @@ pool_next_retry_ms(BsPool *pool)
 	return (int) best;
 }
 
-/* the servers in the order a job tries them: highest score first */
-static void
-pool_order(BsPool *pool, const pg_uuid_t *id, int *order)
-{
-	uint64		key;
-	uint64		score[BS_MAX_SERVERS];
-
-	memcpy(&key, id->data, sizeof(key));
-	for (int i = 0; i < pool->n; i++)
-	{
-		int			j = i;
-
-		score[i] = mix64(key ^ pool->seed[i]);
-		while (j > 0 && score[order[j - 1]] < score[i])
-		{
-			order[j] = order[j - 1];
-			j--;
-		}
-		order[j] = i;
-	}
-}
-
 /* the servers usable now, as a mask: taken once for a batch of placements */
 uint32
 pool_usable_mask(BsPool *pool)
@@ -247,7 +213,7 @@ pool_place(BsPool *pool, const pg_uuid_t *id, uint32 usable, uint32 failed)
 
 	if (pool->n == 1)
 		return (failed & 1) ? -1 : 0;
-	pool_order(pool, id, order);
+	rendezvous_order(pool->seed, pool->n, id->data, order);
 	for (int k = 0; k < pool->n; k++)
 	{
 		int			i = order[k];
