@@ -2,7 +2,7 @@
 # scripts/callgraph.sh: which of jobq's C files call which (from the symbols
 # each object file defines and uses), and the pairs that call each other.
 # Run after `make`.  Prints "a.c -> b.c" lines, then "cycle: a.c <-> b.c"
-# for each pair that depends both ways.
+# for each pair that depends both ways (and exits 1), or "no cycles".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 declare -A def
@@ -16,6 +16,8 @@ edges=$(for o in src/*.o worker/*.o; do
     done
 done | sort -u)
 echo "$edges"
-echo "$edges" | while read -r a _ b; do
+cycles=$(echo "$edges" | while read -r a _ b; do
     if echo "$edges" | grep -qx "$b -> $a" && [[ "$a" < "$b" ]]; then echo "cycle: $a <-> $b"; fi
-done
+done)
+[ -z "$cycles" ] || { echo "$cycles"; exit 1; }
+echo "no cycles"
