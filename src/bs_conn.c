@@ -331,12 +331,42 @@ bs_status_trouble(BsStatus st)
 }
 
 /*
+ * A latch set while a wait here ran is reset to service interrupts, but it
+ * may also be a wake-up for the process's main loop (the relay's: a commit
+ * put jobs in the outbox).  It is set again once the wait returns, so that
+ * the main loop's own wait sees it.
+ */
+static bool latch_owed = false;
+
+static void
+latch_repay(void)
+{
+	if (latch_owed)
+	{
+		latch_owed = false;
+		SetLatch(MyLatch);
+	}
+}
+
+static BsStatus bs_wait_socket(BeanstalkConn *conn, uint32 event, TimestampTz deadline,
+							   const char *what);
+
+/*
  * Wait until the socket is ready for 'event' or the deadline passes.
  * Interrupts are serviced here; if one throws, the caller's request stays
  * in flight and the connection is discarded by the next request.
  */
 static BsStatus
 bs_wait(BeanstalkConn *conn, uint32 event, TimestampTz deadline, const char *what)
+{
+	BsStatus	st = bs_wait_socket(conn, event, deadline, what);
+
+	latch_repay();
+	return st;
+}
+
+static BsStatus
+bs_wait_socket(BeanstalkConn *conn, uint32 event, TimestampTz deadline, const char *what)
 {
 	WaitEvent	ev;
 
@@ -372,6 +402,7 @@ bs_wait(BeanstalkConn *conn, uint32 event, TimestampTz deadline, const char *wha
 		if (ev.events & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
+			latch_owed = true;
 			CHECK_FOR_INTERRUPTS();
 			continue;
 		}
@@ -761,6 +792,7 @@ bs_wait_any(BeanstalkConn **conns, int n, uint32 mask, TimestampTz deadline)
 			if (ev.events & WL_LATCH_SET)
 			{
 				ResetLatch(MyLatch);
+				latch_owed = true;
 				CHECK_FOR_INTERRUPTS();
 				continue;
 			}
@@ -776,9 +808,11 @@ bs_wait_any(BeanstalkConn **conns, int n, uint32 mask, TimestampTz deadline)
 		/* an interrupt: the wait set goes, the error goes on */
 		if (wes != NULL)
 			FreeWaitEventSet(wes);
+		latch_repay();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	FreeWaitEventSet(wes);
+	latch_repay();
 	return ready;
 }
