@@ -46,10 +46,14 @@ OBJS = \
 	src/registry.o \
 	src/registry_cache.o \
 	src/failed.o \
+	src/unique.o \
+	src/status.o \
+	src/cancel.o \
 	worker/launcher.o \
 	worker/process.o \
 	worker/worker.o \
 	worker/job_run.o \
+	worker/job_cancel.o \
 	worker/touch.o \
 	worker/dispatch.o \
 	worker/relay.o
@@ -59,7 +63,7 @@ EXTENSION = jobq
 # (make check-version)
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(srcdir)/jobq.control)
 DATA = sql/jobq--1.0.sql sql/jobq--1.0--1.1.sql sql/jobq--1.1--1.2.sql sql/jobq--1.2--1.3.sql \
-       sql/jobq--1.3--1.4.sql
+       sql/jobq--1.3--1.4.sql sql/jobq--1.4--1.5.sql
 PGFILEDESC = "jobq - beanstalkd job queue for PostgreSQL"
 
 REGRESS = setup put_now admin workers dispatch outbox trigger security pool

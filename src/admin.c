@@ -684,8 +684,8 @@ jobq_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < jobq_shared->nslots; i++)
 	{
 		JobqWorkerSlot s;
-		Datum		values[12];
-		bool		nulls[12] = {0};
+		Datum		values[13];
+		bool		nulls[13] = {0};
 
 		slot_read(i, &s);
 		if (s.pid == 0 || s.dboid != MyDatabaseId)
@@ -707,6 +707,9 @@ jobq_worker_status(PG_FUNCTION_ARGS)
 		nulls[10] = s.last_error[0] == '\0' || !may_read_error(&s);
 		values[11] = TimestampTzGetDatum(s.last_error_at);
 		nulls[11] = s.last_error_at == 0;
+		/* the 1.5 schema's column */
+		values[12] = UUIDPGetDatum(&s.job_uuid);
+		nulls[12] = !s.has_job_uuid;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

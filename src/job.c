@@ -339,6 +339,11 @@ job_encode(const JobSpec *spec, const pg_uuid_t *id, size_t *len)
 	append_uuid(&buf, id);
 	appendStringInfoString(&buf, "\",\"db\":");
 	escape_json(&buf, job_database_name());
+	if (spec->unique_key != NULL)
+	{
+		appendStringInfoString(&buf, ",\"unique_key\":");
+		escape_json(&buf, spec->unique_key);
+	}
 	appendStringInfoChar(&buf, '}');
 
 	utf8 = pg_server_to_any(buf.data, buf.len, PG_UTF8);

@@ -16,6 +16,7 @@
 #include "utils/uuid.h"
 
 #define JOB_MAX_FUNC_NAME	200
+#define JOB_MAX_UNIQUE_KEY	1000	/* bytes: well inside a btree entry */
 
 /* what jobq_put and jobq_put_now are asked to send, validated */
 typedef struct JobSpec
@@ -27,6 +28,7 @@ typedef struct JobSpec
 	uint64		priority;
 	uint64		delay;			/* s */
 	uint64		ttr;			/* s */
+	const char *unique_key;		/* or NULL (unique.c) */
 } JobSpec;
 
 /* a job body read back from beanstalkd */
@@ -38,6 +40,7 @@ typedef struct JobBody
 	bool		has_id;
 	pg_uuid_t	id;
 	char	   *database;		/* the database that enqueued it; NULL: unknown */
+	char	   *unique_key;		/* the key it holds on its tube, or NULL */
 } JobBody;
 
 extern void job_check_tube(const char *tube);

@@ -115,6 +115,13 @@ job_json_fields(json_t *root, JobBody *job)
 			return pstrdup("body has a \"db\" that is not a database name");
 		job->database = server_string(v);
 	}
+	v = json_object_get(root, "unique_key");
+	if (v != NULL && !json_is_null(v))
+	{
+		if (!string_of_length(v, JOB_MAX_UNIQUE_KEY))
+			return pstrdup("body has a \"unique_key\" that is not a key");
+		job->unique_key = server_string(v);
+	}
 	return NULL;
 }
 

@@ -26,6 +26,7 @@
 #include "pool.h"
 #include "producer_acl.h"
 #include "put.h"
+#include "unique.h"
 
 int			jobq_default_priority = 1024;
 int			jobq_default_delay = 0;
@@ -109,11 +110,13 @@ options_interval(Jsonb *options, const char *key, bool *found)
 }
 
 /*
- * Options given as a JSON object {"priority": n, "delay": "5 s", "ttr": 30};
- * unknown keys are an error so that a typo does not go unnoticed.
+ * Options given as a JSON object {"priority": n, "delay": "5 s", "ttr": 30,
+ * "unique_key": "column", "unique_for": "1 h"} (the trigger's); unknown keys
+ * are an error so that a typo does not go unnoticed.  The unique key's
+ * column name and period are returned as given (NULL if absent).
  */
 void
-put_spec_from_options(JobSpec *spec, Jsonb *options)
+put_spec_from_options(JobSpec *spec, Jsonb *options, char **unique_column, Interval **unique_for)
 {
 	JsonbIterator *it;
 	JsonbValue	v;
@@ -124,6 +127,8 @@ put_spec_from_options(JobSpec *spec, Jsonb *options)
 	spec->priority = (uint64) jobq_default_priority;
 	spec->delay = (uint64) jobq_default_delay;
 	spec->ttr = (uint64) jobq_default_ttr;
+	*unique_column = NULL;
+	*unique_for = NULL;
 	if (options == NULL)
 		return;
 	if (!JB_ROOT_IS_OBJECT(options))
@@ -139,11 +144,12 @@ put_spec_from_options(JobSpec *spec, Jsonb *options)
 			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
 
 			if (strcmp(key, "priority") != 0 && strcmp(key, "delay") != 0 &&
-				strcmp(key, "ttr") != 0)
+				strcmp(key, "ttr") != 0 && strcmp(key, "unique_key") != 0 &&
+				strcmp(key, "unique_for") != 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("unknown option \"%s\"", key),
-						 errhint("The options are \"priority\", \"delay\" and \"ttr\".")));
+						 errhint("The options are \"priority\", \"delay\", \"ttr\", \"unique_key\" and \"unique_for\".")));
 		}
 	}
 
@@ -166,6 +172,31 @@ put_spec_from_options(JobSpec *spec, Jsonb *options)
 	iv = options_interval(options, "ttr", &found);
 	if (found)
 		spec->ttr = job_seconds_arg(false, iv, "ttr", 1, 0);
+	{
+		JsonbValue *k = job_jsonb_get(options, "unique_key");
+
+		if (k != NULL && k->type != jbvNull)
+		{
+			if (k->type != jbvString || k->val.string.len == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"unique_key\" must name a column")));
+			*unique_column = pnstrdup(k->val.string.val, k->val.string.len);
+		}
+	}
+	iv = options_interval(options, "unique_for", &found);
+	if (found)
+	{
+		if (*unique_column == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unique_for needs a unique_key")));
+		if (job_interval_usecs(iv) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unique_for must be positive")));
+		*unique_for = iv;
+	}
 }
 
 /* one try of jobq_put_now on one server of the pool */
@@ -287,17 +318,51 @@ jobq_put_now_at(PG_FUNCTION_ARGS)
 }
 
 /*
- * jobq_put(tube, func_name, kwargs, priority, delay, ttr) -> uuid
+ * jobq_put(tube, func_name, kwargs, priority, delay, ttr [, unique_key,
+ * unique_for]) -> uuid
  *
  * The job reaches beanstalkd if, and after, the calling transaction commits.
+ * With unique_key, while another job of the tube holds the key, nothing is
+ * enqueued and that job's uuid is returned (unique.c).  The 1.4 schema's
+ * jobq_put has six arguments.
  */
 Datum
 jobq_put(PG_FUNCTION_ARGS)
 {
 	JobSpec		spec = {0};
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+	Interval   *unique_for = NULL;
 
 	put_spec_from_args(fcinfo, &spec);
-	outbox_insert(&spec, id, false);
+	if (PG_NARGS() >= 8 && !PG_ARGISNULL(7))
+	{
+		unique_for = PG_GETARG_INTERVAL_P(7);
+		if (PG_ARGISNULL(6))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unique_for needs a unique_key")));
+		if (job_interval_usecs(unique_for) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unique_for must be positive")));
+	}
+	if (PG_NARGS() >= 7 && !PG_ARGISNULL(6))
+	{
+		spec.unique_key = text_to_cstring(PG_GETARG_TEXT_PP(6));
+		unique_check_key(spec.unique_key);
+	}
+	put_enqueue(&spec, unique_for, id);
 	PG_RETURN_UUID_P(id);
+}
+
+/*
+ * Enqueue spec in the caller's transaction under a new uuid, *id; or, if
+ * another job holds its unique key, nothing, with *id that job's uuid.
+ */
+void
+put_enqueue(const JobSpec *spec, const Interval *unique_for, pg_uuid_t *id)
+{
+	job_new_uuid(id);
+	if (spec->unique_key == NULL || unique_claim(spec->tube, spec->unique_key, unique_for, id))
+		outbox_insert(spec, id, true);
 }

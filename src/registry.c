@@ -66,6 +66,7 @@ typedef struct HandlerOptions
 	int32		max_attempts;
 	Interval   *backoff;
 	Interval   *timeout;		/* NULL: the job's ttr bounds it */
+	bool		keep_result;	/* 1.5: jobq_register's keep_result */
 } HandlerOptions;
 
 static void
@@ -77,6 +78,7 @@ handler_options(FunctionCallInfo fcinfo, int first, HandlerOptions *opt)
 	opt->max_attempts = PG_ARGISNULL(first + 1) ? 3 : PG_GETARG_INT32(first + 1);
 	opt->backoff = PG_ARGISNULL(first + 2) ? NULL : PG_GETARG_INTERVAL_P(first + 2);
 	opt->timeout = PG_ARGISNULL(first + 3) ? NULL : PG_GETARG_INTERVAL_P(first + 3);
+	opt->keep_result = false;
 
 	if (opt->max_attempts < 1)
 		ereport(ERROR,
@@ -163,10 +165,11 @@ static void
 upsert_handler(const char *tube, const char *func_name, Oid handler,
 			   const char *library, const char *symbol, HandlerOptions *opt)
 {
-	Oid			types[10] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, OIDOID,
-	INT4OID, INTERVALOID, INTERVALOID, OIDOID};
-	Datum		values[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[11] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, OIDOID,
+	INT4OID, INTERVALOID, INTERVALOID, OIDOID, BOOLOID};
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bool		with_keep = schema_version() >= JOBQ_SCHEMA_1_5;
 	Oid			caller = GetUserId();
 	OwnerContext owner;
 	int			rc;
@@ -188,6 +191,7 @@ upsert_handler(const char *tube, const char *func_name, Oid handler,
 	values[8] = opt->timeout ? IntervalPGetDatum(opt->timeout) : (Datum) 0;
 	nulls[8] = opt->timeout ? ' ' : 'n';
 	values[9] = ObjectIdGetDatum(caller);
+	values[10] = BoolGetDatum(opt->keep_result);
 
 	(void) registry_begin(caller, tube, func_name, &owner);
 	/*
@@ -202,29 +206,32 @@ upsert_handler(const char *tube, const char *func_name, Oid handler,
 						   schema_role_oid_sql("excluded.run_as"));
 	rc = SPI_execute_with_args(psprintf("INSERT INTO jobq.handlers AS h "
 										"(tube, func_name, handler, library, symbol, run_as, "
-										" max_attempts, backoff, timeout, registered_by) "
+										" max_attempts, backoff, timeout, registered_by%s) "
 										"VALUES ($1, $2, %s, $4, $5, %s, $7, "
-										"        COALESCE($8, '1 s'::pg_catalog.interval), $9, %s) "
+										"        COALESCE($8, '1 s'::pg_catalog.interval), $9, %s%s) "
 										"ON CONFLICT (tube, func_name) DO UPDATE SET "
 										" handler = excluded.handler, library = excluded.library, "
 										" symbol = excluded.symbol, run_as = excluded.run_as, "
 										" max_attempts = excluded.max_attempts, backoff = excluded.backoff, "
 										" timeout = excluded.timeout, registered_by = excluded.registered_by, "
-										"%s"
+										"%s%s"
 										" registered_at = CASE WHEN %s THEN h.registered_at "
 										"   ELSE pg_catalog.now() END "
 										"WHERE %s",
+										with_keep ? ", keep_result" : "",
 										/* the signature, printed with the owner's pinned search_path */
 										by_name ? "$3::pg_catalog.regprocedure::pg_catalog.text"
 										: "$3::pg_catalog.regprocedure",
 										schema_role_value_sql(6), schema_role_value_sql(10),
+										with_keep ? ", $11" : "",
+										with_keep ? " keep_result = excluded.keep_result, " : "",
 										(schema_version() >= JOBQ_SCHEMA_1_1)
 										? psprintf(" producers = CASE WHEN %s THEN h.producers ELSE '{}' END, ",
 												   same_run_as)
 										: "",
 										same_run_as,
 										schema_member_sql(caller, "h.run_as")),
-							   10, types, values, nulls, false, 0);
+							   with_keep ? 11 : 10, types, values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "jobq: registry insert failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed != 1)
@@ -294,6 +301,9 @@ jobq_register(PG_FUNCTION_ARGS)
 	job_check_tube(tube);
 	job_check_func_name(func_name);
 	handler_options(fcinfo, 3, &opt);
+	/* the 1.5 schema's parameter */
+	if (PG_NARGS() > 7 && !PG_ARGISNULL(7))
+		opt.keep_result = PG_GETARG_BOOL(7);
 	handler = PG_ARGISNULL(2) ? resolve_handler(func_name) : PG_GETARG_OID(2);
 	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(handler)))
 		ereport(ERROR,

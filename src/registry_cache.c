@@ -164,13 +164,14 @@ load_plan_for(JobqSchemaVersion version)
 	/* before 1.4 handler is a regprocedure, which prints as the same signature */
 	load_plan = schema_keep_plan(psprintf("SELECT handler::pg_catalog.text, library, symbol, "
 										  "%s, run_as::pg_catalog.text, %s, max_attempts, "
-										  "backoff, timeout, %s, registered_at "
+										  "backoff, timeout, %s, registered_at, %s "
 										  "FROM jobq.handlers WHERE tube OPERATOR(pg_catalog.=) $1 "
 										  "AND func_name OPERATOR(pg_catalog.=) $2",
 										  schema_role_oid_sql("run_as"),
 										  version >= JOBQ_SCHEMA_1_1 ? schema_role_oids_sql("producers")
 										  : "NULL::pg_catalog.oid[]",
-										  schema_role_oid_sql("registered_by")),
+										  schema_role_oid_sql("registered_by"),
+										  version >= JOBQ_SCHEMA_1_5 ? "keep_result" : "false"),
 								 2, types);
 	load_plan_version = version;
 	return load_plan;
@@ -240,6 +241,7 @@ regcache_load(const char *tube, const char *func_name, Registration *reg)
 		reg->timeout_ms = isnull ? 0 : interval_ms(d);
 		reg->registered_by = oid_or_invalid(tup, desc, 10);
 		reg->registered_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull));
+		reg->keep_result = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull));
 		MemoryContextSwitchTo(spi);
 	}
 	else

@@ -27,6 +27,7 @@ typedef struct Registration
 	int64		timeout_ms;		/* 0: bounded by the job's ttr */
 	Oid			registered_by;	/* InvalidOid: the role no longer exists */
 	TimestampTz registered_at;
+	bool		keep_result;	/* what the handler returns goes to jobq.done */
 } Registration;
 
 extern void regcache_lookup(const char *tube, const char *func_name, Registration *reg);

@@ -135,6 +135,8 @@ schema_version(void)
 
 	if (!OidIsValid(handlers))
 		return JOBQ_SCHEMA_NONE;
+	if (OidIsValid(schema_relid("unique_keys")))
+		return JOBQ_SCHEMA_1_5;
 	att = get_attnum(handlers, "run_as");
 	if (att != InvalidAttrNumber && get_atttype(handlers, att) == NAMEOID)
 		return JOBQ_SCHEMA_1_4;

@@ -31,7 +31,8 @@ typedef enum JobqSchemaVersion
 	JOBQ_SCHEMA_1_1,			/* jobq.handlers.producers */
 	JOBQ_SCHEMA_1_2,			/* jobq.outbox_packs */
 	JOBQ_SCHEMA_1_3,			/* jobq.failed.server */
-	JOBQ_SCHEMA_1_4				/* jobq.handlers names functions and roles */
+	JOBQ_SCHEMA_1_4,			/* jobq.handlers names functions and roles */
+	JOBQ_SCHEMA_1_5				/* jobq.sent, jobq.unique_keys, a job's lifecycle */
 } JobqSchemaVersion;
 
 extern JobqSchemaVersion schema_version(void);

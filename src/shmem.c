@@ -94,6 +94,8 @@ shmem_attach(void)
 			pg_atomic_init_u64(&jobq_shared->server_marks[i].key, 0);
 			pg_atomic_init_u64(&jobq_shared->server_marks[i].retry_at, 0);
 		}
+		ConditionVariableInit(&jobq_shared->job_finished);
+		pg_atomic_init_u32(&jobq_shared->waiters, 0);
 		jobq_shared->nslots = JOBQ_MAX_DATABASES * JOBQ_SLOTS_PER_DB;
 		for (int i = 0; i < jobq_shared->nslots; i++)
 			SpinLockInit(&jobq_shared->slots[i].mutex);
@@ -228,6 +230,8 @@ slot_attach(int slot, JobqWorkerKind kind)
 	}
 	s->dboid = MyDatabaseId;
 	s->kind = kind;
+	s->has_job_uuid = false;
+	s->cancel_requested = false;
 	SpinLockRelease(&s->mutex);
 	slot_set_state(slot, JOBQ_STATE_STARTING, NULL, NULL, 0);
 }
@@ -282,6 +286,85 @@ slot_set_state(int slot, JobqWorkerState state, const char *tube,
 	s->job_id = job_id;
 	s->since = now;
 	SpinLockRelease(&s->mutex);
+}
+
+/*
+ * The job whose handler the process runs now (id NULL: none).  A cancel
+ * request for another job is dropped: it came too late.
+ */
+void
+slot_set_job(int slot, const pg_uuid_t *id, uint64 attempt)
+{
+	JobqWorkerSlot *s = &jobq_shared->slots[slot];
+
+	SpinLockAcquire(&s->mutex);
+	s->has_job_uuid = (id != NULL);
+	if (id != NULL)
+		s->job_uuid = *id;
+	s->job_attempt = attempt;
+	if (s->cancel_requested &&
+		(id == NULL || memcmp(&s->cancel_uuid, id, sizeof(pg_uuid_t)) != 0))
+		s->cancel_requested = false;
+	SpinLockRelease(&s->mutex);
+}
+
+/*
+ * Whether a jobq_cancel asked for job *id while the process ran it; if so
+ * the request is taken, and by (NAMEDATALEN) says whose it was.
+ */
+bool
+slot_take_cancel(int slot, const pg_uuid_t *id, char *by)
+{
+	JobqWorkerSlot *s = &jobq_shared->slots[slot];
+	bool		taken;
+
+	SpinLockAcquire(&s->mutex);
+	taken = s->cancel_requested && memcmp(&s->cancel_uuid, id, sizeof(pg_uuid_t)) == 0;
+	if (taken)
+	{
+		strlcpy(by, s->cancelled_by, NAMEDATALEN);
+		s->cancel_requested = false;
+	}
+	SpinLockRelease(&s->mutex);
+	return taken;
+}
+
+/*
+ * jobq_cancel of job *id, which a worker of this database runs: asked in its
+ * slot, if the slot still names that job.  Returns the worker's pid, or 0 if
+ * no worker runs the job (any more).  The caller then signals the pid.
+ */
+int
+shmem_request_cancel(const pg_uuid_t *id, const char *by)
+{
+	for (int i = 0; i < jobq_shared->nslots; i++)
+	{
+		JobqWorkerSlot *s = &jobq_shared->slots[i];
+		int			pid = 0;
+
+		SpinLockAcquire(&s->mutex);
+		if (s->pid != 0 && s->dboid == MyDatabaseId && s->has_job_uuid &&
+			memcmp(&s->job_uuid, id, sizeof(pg_uuid_t)) == 0)
+		{
+			s->cancel_requested = true;
+			s->cancel_uuid = *id;
+			strlcpy(s->cancelled_by, by, NAMEDATALEN);
+			pid = s->pid;
+		}
+		SpinLockRelease(&s->mutex);
+		if (pid != 0)
+			return pid;
+	}
+	return 0;
+}
+
+/* After a commit that finished jobs: wake jobq_wait, if anyone waits. */
+void
+shmem_jobs_finished(void)
+{
+	pg_memory_barrier();
+	if (pg_atomic_read_u32(&jobq_shared->waiters) > 0)
+		ConditionVariableBroadcast(&jobq_shared->job_finished);
 }
 
 void

@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "port/atomics.h"
+#include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
 #include "utils/timestamp.h"
@@ -73,6 +74,14 @@ typedef struct JobqWorkerSlot
 	bool		last_error_of_job;
 	char		last_error_tube[BS_MAX_NAME + 1];
 	char		last_error_func[JOB_MAX_FUNC_NAME + 1];
+	/* the job in its handler (jobq_status, jobq_cancel); valid if has_job_uuid */
+	bool		has_job_uuid;
+	pg_uuid_t	job_uuid;
+	uint64		job_attempt;	/* its run, from 1 */
+	/* a jobq_cancel of that job (cancel.c): by whom */
+	bool		cancel_requested;
+	pg_uuid_t	cancel_uuid;
+	char		cancelled_by[NAMEDATALEN];
 } JobqWorkerSlot;
 
 /*
@@ -106,6 +115,9 @@ typedef struct JobqShared
 	JobqRelay	relays[JOBQ_MAX_DATABASES];
 	pg_atomic_uint64 max_job_size;	/* last seen from the server; 0 unknown */
 	JobqServerMark server_marks[JOBQ_MAX_SERVER_MARKS];
+	/* jobq_wait sleeps on it; workers broadcast after a commit if waiters > 0 */
+	ConditionVariable job_finished;
+	pg_atomic_uint32 waiters;
 	int			nslots;
 	JobqWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } JobqShared;
@@ -121,6 +133,8 @@ extern void shmem_block_database(int db, char *database);
 extern Latch *shmem_relay_latch(void);
 extern TimestampTz shmem_server_retry_at(uint64 key);
 extern void shmem_set_server_retry_at(uint64 key, TimestampTz retry_at);
+extern void shmem_jobs_finished(void);
+extern int	shmem_request_cancel(const pg_uuid_t *id, const char *by);
 
 extern void slot_attach(int slot, JobqWorkerKind kind);
 extern void slot_detach(int slot);
@@ -128,6 +142,8 @@ extern int	slot_pid(int slot);
 extern void slot_read(int slot, JobqWorkerSlot *copy);
 extern void slot_set_state(int slot, JobqWorkerState state, const char *tube,
 						   const char *func_name, uint64 job_id);
+extern void slot_set_job(int slot, const pg_uuid_t *id, uint64 attempt);
+extern bool slot_take_cancel(int slot, const pg_uuid_t *id, char *by);
 extern void slot_count(int slot, bool ok);
 extern void slot_add_counts(int slot, uint64 succeeded, uint64 failed);
 extern void slot_note_error(int slot, const char *error, const char *tube,

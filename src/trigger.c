@@ -16,6 +16,7 @@
 #include "common/jsonapi.h"
 #include "commands/trigger.h"
 #include "nodes/makefuncs.h"
+#include "parser/parse_relation.h"
 #include "fmgr.h"
 #include "access/xact.h"
 #include "miscadmin.h"
@@ -35,6 +36,7 @@
 #include "outbox.h"
 #include "producer_acl.h"
 #include "put.h"
+#include "unique.h"
 
 PG_FUNCTION_INFO_V1(jobq_enqueue);
 
@@ -380,6 +382,9 @@ static struct
 	uint64		priority;
 	uint64		delay;
 	uint64		ttr;
+	AttrNumber	unique_attnum;	/* the column that makes the unique key, or 0 */
+	Interval	unique_for;		/* and its period, if has_unique_for */
+	bool		has_unique_for;
 	char	   *where_json;		/* ,"schema":...,"table":... (TopMemoryContext) */
 }			last_checked = {InvalidOid};
 
@@ -397,7 +402,8 @@ checked_recently(const Trigger *trigger, JobSpec *spec)
 
 /* the relation cannot be renamed or moved while the statement holds its lock */
 static void
-remember_checked(const Trigger *trigger, const JobSpec *spec, Relation rel)
+remember_checked(const Trigger *trigger, const JobSpec *spec, Relation rel,
+				 const char *unique_column, const Interval *unique_for)
 {
 	StringInfoData where;
 
@@ -418,6 +424,43 @@ remember_checked(const Trigger *trigger, const JobSpec *spec, Relation rel)
 	last_checked.priority = spec->priority;
 	last_checked.delay = spec->delay;
 	last_checked.ttr = spec->ttr;
+	last_checked.unique_attnum = 0;
+	if (unique_column != NULL)
+	{
+		AttrNumber	att = attnameAttNum(rel, unique_column, false);
+
+		if (att <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of option \"unique_key\" is not a column of table \"%s\"",
+							unique_column, RelationGetRelationName(rel))));
+		last_checked.unique_attnum = att;
+	}
+	last_checked.has_unique_for = (unique_for != NULL);
+	if (unique_for != NULL)
+		last_checked.unique_for = *unique_for;
+}
+
+/*
+ * The unique key of a row's job: the text of the unique_key column of the
+ * new row (the old one for a DELETE); NULL if the column is null.
+ */
+static char *
+row_unique_key(Relation rel, HeapTuple tuple)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			out;
+	bool		varlena;
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, last_checked.unique_attnum, desc, &isnull);
+	char	   *key;
+
+	if (isnull)
+		return NULL;
+	getTypeOutputInfo(TupleDescAttr(desc, last_checked.unique_attnum - 1)->atttypid, &out, &varlena);
+	key = OidOutputFunctionCall(out, d);
+	unique_check_key(key);
+	return key;
 }
 
 Datum
@@ -455,14 +498,18 @@ jobq_enqueue(PG_FUNCTION_ARGS)
 	spec.func_name = trigger->tgargs[1];
 	if (!checked_recently(trigger, &spec))
 	{
+		char	   *unique_column;
+		Interval   *unique_for;
+
 		job_check_tube(spec.tube);
 		job_check_func_name(spec.func_name);
 		acl_check_producer(GetUserId(), spec.tube, spec.func_name);
 		put_spec_from_options(&spec,
 							  trigger->tgnargs == 3
 							  ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(trigger->tgargs[2])))
-							  : NULL);
-		remember_checked(trigger, &spec, rel);
+							  : NULL,
+							  &unique_column, &unique_for);
+		remember_checked(trigger, &spec, rel, unique_column, unique_for);
 	}
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
@@ -487,7 +534,9 @@ jobq_enqueue(PG_FUNCTION_ARGS)
 				 errmsg("jobq_enqueue() fires on INSERT, UPDATE or DELETE only")));
 
 	spec.kwargs_json = trigger_kwargs(op, last_checked.where_json, rel, newtup, oldtup);
-	outbox_insert(&spec, &id, false);
+	if (last_checked.unique_attnum > 0)
+		spec.unique_key = row_unique_key(rel, newtup != NULL ? newtup : oldtup);
+	put_enqueue(&spec, last_checked.has_unique_for ? &last_checked.unique_for : NULL, &id);
 
 	if (TRIGGER_FIRED_BEFORE(trigdata->tg_event))
 		return PointerGetDatum(newtup != NULL ? newtup : oldtup);

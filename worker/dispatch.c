@@ -370,10 +370,47 @@ call_plan(const HandlerProc *proc, const HandlerArgs *args, bool *kept)
 	return plan;
 }
 
-/* a SQL-callable function: a single json/jsonb parameter, or named ones */
-static void
-call_function(Oid fn, Jsonb *kwargs)
+/*
+ * What a handler returned, as jsonb in the caller's memory context; NULL
+ * for no row, a null or a void function.  json and jsonb are taken as they
+ * are, anything else through to_jsonb.
+ */
+static Jsonb *
+handler_result(void)
 {
+	MemoryContext cxt = CurrentMemoryContext;
+	TupleDesc	desc;
+	Oid			type;
+	Datum		d;
+	bool		isnull;
+
+	if (SPI_tuptable == NULL || SPI_processed == 0)
+		return NULL;
+	desc = SPI_tuptable->tupdesc;
+	type = SPI_gettypeid(desc, 1);
+	d = SPI_getbinval(SPI_tuptable->vals[0], desc, 1, &isnull);
+	if (isnull || type == VOIDOID)
+		return NULL;
+	if (type == JSONBOID)
+		return DatumGetJsonbPCopy(d);
+	if (type == JSONOID)
+		return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+												  CStringGetDatum(TextDatumGetCString(d))));
+	if (SPI_execute_with_args("SELECT pg_catalog.to_jsonb($1)", 1, &type, &d, NULL, true, 1)
+		!= SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "jobq: converting a handler's result to jsonb failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return NULL;
+	MemoryContextSwitchTo(cxt);
+	return DatumGetJsonbPCopy(d);
+}
+
+/* a SQL-callable function: a single json/jsonb parameter, or named ones */
+static Jsonb *
+call_function(Oid fn, Jsonb *kwargs, bool keep_result)
+{
+	Jsonb	   *result = NULL;
 	HandlerProc proc;
 	HandlerArgs args;
 	SPIPlanPtr	plan;
@@ -391,6 +428,8 @@ call_function(Oid fn, Jsonb *kwargs)
 	rc = SPI_execute_plan(plan, args.values, args.nulls, false, 1);
 	if (rc < 0)
 		elog(ERROR, "jobq: handler call failed: %s", SPI_result_code_string(rc));
+	if (keep_result)
+		result = handler_result();
 	/*
 	 * A big result is not kept for the rest of the batch; a small one goes
 	 * at commit (freeing each costs more than keeping a batch's worth).
@@ -400,13 +439,18 @@ call_function(Oid fn, Jsonb *kwargs)
 		SPI_freetuptable(SPI_tuptable);
 	if (!kept)
 		SPI_freeplan(plan);
+	return result;
 }
 
-void
+/*
+ * Call the job's handler; with keep_result (SQL-callable functions only),
+ * return what it returned as jsonb (NULL: nothing).
+ */
+Jsonb *
 dispatch_call(const Handler *h, Jsonb *kwargs)
 {
 	if (OidIsValid(h->fn))
-		call_function(h->fn, kwargs);
-	else
-		call_c_symbol(h, kwargs);
+		return call_function(h->fn, kwargs, h->keep_result);
+	call_c_symbol(h, kwargs);
+	return NULL;
 }

@@ -75,6 +75,7 @@
 #include "schema.h"
 #include "signing.h"
 #include "touch.h"
+#include "unique.h"
 #include "worker.h"
 
 #define HARD_LIMIT_GRACE_MS	5000	/* past its time limit, a handler that
@@ -86,7 +87,6 @@ int			jobq_max_handler_time = 3600 * 1000;
 
 static int	my_slot;
 static BsPool *pool;			/* the worker's servers */
-static SPIPlanPtr done_plan = NULL;
 
 static TimeoutId hard_limit_timeout = MAX_TIMEOUTS;
 
@@ -126,6 +126,7 @@ job_run_init(int slot, BsPool *p)
 	my_slot = slot;
 	pool = p;
 	touch_init(p);
+	job_cancel_init(slot);
 	hard_limit_timeout = RegisterTimeout(USER_TIMEOUT, hard_limit_handler);
 	CacheRegisterSyscacheCallback(CONSTROID, constraints_changed, (Datum) 0);
 }
@@ -295,24 +296,96 @@ handler_time_limit_ms(const Handler *h, uint64 ttr_ms)
 	return Min(limit, (int64) jobq_max_handler_time);
 }
 
-/* Record the job in jobq.done; false if it was there already (a duplicate). */
+/*
+ * Record the job in jobq.done, with the run it is (1.5); false if it was
+ * there already: a second delivery, or a job cancelled before it ran.
+ */
 static bool
-record_done(const JobBody *body)
+record_done(const JobBody *body, int attempt)
 {
-	Datum		id = UUIDPGetDatum((pg_uuid_t *) &body->id);
+	static SPIPlanPtr plan = NULL;
+	static bool plan_attempts = false;
+	bool		with_attempts = schema_version() >= JOBQ_SCHEMA_1_5;
+	Datum		values[2];
 	int			rc;
 
-	if (done_plan == NULL)
+	if (plan == NULL || plan_attempts != with_attempts)
 	{
-		Oid			type = UUIDOID;
+		Oid			types[2] = {UUIDOID, INT4OID};
 
-		done_plan = schema_keep_plan("INSERT INTO jobq.done (id) VALUES ($1) "
-									 "ON CONFLICT DO NOTHING", 1, &type);
+		if (plan != NULL)
+			SPI_freeplan(plan);
+		plan = NULL;
+		plan = schema_keep_plan(with_attempts
+								? "INSERT INTO jobq.done (id, attempts) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+								: "INSERT INTO jobq.done (id) VALUES ($1) ON CONFLICT DO NOTHING",
+								with_attempts ? 2 : 1, types);
+		plan_attempts = with_attempts;
 	}
-	rc = SPI_execute_plan(done_plan, &id, NULL, false, 0);
+	values[0] = UUIDPGetDatum((pg_uuid_t *) &body->id);
+	values[1] = Int32GetDatum(attempt);
+	rc = SPI_execute_plan(plan, values, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "jobq: recording job completion failed");
 	return SPI_processed == 1;
+}
+
+/* What a keep_result handler returned, with the job's done row. */
+static void
+record_result(const JobBody *body, Jsonb *result)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[4];
+
+	if (plan == NULL)
+	{
+		Oid			types[4] = {UUIDOID, JSONBOID, TEXTOID, TEXTOID};
+
+		plan = schema_keep_plan("UPDATE jobq.done SET result = $2, tube = $3, func_name = $4 "
+								"WHERE id OPERATOR(pg_catalog.=) $1", 4, types);
+	}
+	values[0] = UUIDPGetDatum((pg_uuid_t *) &body->id);
+	values[1] = JsonbPGetDatum(result);
+	values[2] = CStringGetTextDatum(body->tube);
+	values[3] = CStringGetTextDatum(body->func_name);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "jobq: recording a job's result failed");
+}
+
+/*
+ * A job cancelled while it ran: its done row says so (its own, from
+ * record_done, went with its subtransaction), in the batch's transaction.
+ */
+static void
+record_cancelled(const JobBody *body, int attempt, const char *by)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[5];
+
+	if (plan == NULL)
+	{
+		Oid			types[5] = {UUIDOID, INT4OID, TEXTOID, TEXTOID, NAMEOID};
+
+		plan = schema_keep_plan("INSERT INTO jobq.done (id, state, attempts, tube, func_name, "
+								"cancelled_by, cancelled_in) "
+								"VALUES ($1, 'cancelled', $2, $3, $4, $5, 'running') "
+								"ON CONFLICT DO NOTHING", 5, types);
+	}
+	values[0] = UUIDPGetDatum((pg_uuid_t *) &body->id);
+	values[1] = Int32GetDatum(attempt);
+	values[2] = CStringGetTextDatum(body->tube);
+	values[3] = CStringGetTextDatum(body->func_name);
+	values[4] = CStringGetDatum(by);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "jobq: recording a job's cancel failed");
+}
+
+/* a job that finished gives back its unique key (unique.c) */
+static void
+release_unique_key(const JobBody *body)
+{
+	if (body->unique_key != NULL && body->has_id && schema_version() >= JOBQ_SCHEMA_1_5)
+		unique_release(body->tube, body->unique_key, &body->id);
 }
 
 static void
@@ -452,9 +525,10 @@ job_may_share_xact(void)
  * job's subtransaction; an error leaves through it, and the subtransaction
  * abort restores the user and the settings.
  */
-static void
+static Jsonb *
 call_restricted(const Handler *h, const JobBody *body, uint64 ttr_ms)
 {
+	Jsonb	   *result;
 	ConstraintsSetStmt all_immediate = {.type = T_ConstraintsSetStmt,.constraints = NIL,.deferred = false};
 	Oid			save_user;
 	int			save_sec;
@@ -466,12 +540,13 @@ call_restricted(const Handler *h, const JobBody *body, uint64 ttr_ms)
 	GetUserIdAndSecContext(&save_user, &save_sec);
 	SetUserIdAndSecContext(h->run_as, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	timers_start(handler_time_limit_ms(h, ttr_ms));
-	dispatch_call(h, body->kwargs);
+	result = dispatch_call(h, body->kwargs);
 	/* deferred constraints fail here, as the handler's error */
 	AfterTriggerSetState(&all_immediate);
 	timers_stop();
 	SetUserIdAndSecContext(save_user, save_sec);
 	AtEOXact_GUC(false, nest);
+	return result;
 }
 
 /*
@@ -627,9 +702,21 @@ run_in_subtransaction(BatchJob *bj, JobBody *body, bool *decoded)
 									   psprintf("jobq: %s on tube %s, job " UINT64_FORMAT,
 												body->func_name, body->tube, bj->job.id));
 				/* a second delivery of a job done already is just deleted */
-				if (!body->has_id || record_done(body))
-					call_restricted(&h, body, bj->facts.ttr_ms);
-				/* a time limit that struck after the handler's last check is its own */
+				if (!body->has_id)
+					(void) call_restricted(&h, body, bj->facts.ttr_ms);
+				else if (record_done(body, bj->facts.attempt))
+				{
+					Jsonb	   *result;
+
+					slot_set_job(my_slot, &body->id, bj->facts.attempt);
+					job_cancel_arm();
+					result = call_restricted(&h, body, bj->facts.ttr_ms);
+					job_cancel_disarm();
+					if (result != NULL)
+						record_result(body, result);
+					release_unique_key(body);
+				}
+				/* a time limit or cancel that struck after the handler's last check is its own */
 				CHECK_FOR_INTERRUPTS();
 				/* what the handler left fails this job only, if it cannot be undone */
 				session_reset();
@@ -645,7 +732,10 @@ run_in_subtransaction(BatchJob *bj, JobBody *body, bool *decoded)
 		ErrorData  *edata;
 
 		if (stage == JOB_RUNNING)
+		{
 			timers_stop();
+			job_cancel_disarm();
+		}
 		MemoryContextSwitchTo(ctx);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -663,6 +753,11 @@ run_in_subtransaction(BatchJob *bj, JobBody *body, bool *decoded)
 			 ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_PROGRAM_LIMIT_EXCEEDED))
 			ReThrowError(edata);
 		out->ok = false;
+		/* a jobq_cancel's interruption is no failure of the job */
+		out->cancelled = (stage == JOB_RUNNING && body->has_id &&
+						  edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+						  job_cancel_struck() &&
+						  slot_take_cancel(my_slot, &body->id, out->cancelled_by));
 		if (stage == JOB_DECODING)
 		{
 			/* the body is untrusted: a failure to read it is the job's */
@@ -678,6 +773,7 @@ run_in_subtransaction(BatchJob *bj, JobBody *body, bool *decoded)
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+	slot_set_job(my_slot, NULL, 0);
 	if (stage != JOB_RUNNING)
 		slot_set_state(my_slot, JOBQ_STATE_REJECTING, NULL, NULL, bj->job.id);
 }
@@ -706,13 +802,23 @@ job_run(BatchJob *bj)
 	 */
 	AcceptInvalidationMessages();
 	run_in_subtransaction(bj, &body, &decoded);
-	if (!bj->out.ok)
+	if (bj->out.cancelled)
+	{
+		/* not retried: recorded as cancelled, deleted like a job done */
+		record_cancelled(&body, bj->facts.attempt, bj->out.cancelled_by);
+		release_unique_key(&body);
+	}
+	else if (!bj->out.ok)
 	{
 		/* the runs that failed count, not the reservations (see admit_job) */
 		bj->final_failure = bj->out.bury_now ||
 			bj->facts.failures + 1 >= bj->out.max_attempts;
 		if (bj->final_failure)
+		{
 			record_failure(bj, decoded ? &body : NULL, !decoded);
+			if (decoded)
+				release_unique_key(&body);
+		}
 		bj->out.message = MemoryContextStrdup(ctx, bj->out.message);
 		/* whose error it is, for who may read it in jobq.workers */
 		if (decoded)

@@ -72,6 +72,8 @@ typedef struct OutboxRow
 	bool		use_sent;		/* a use went before its put */
 	bool		sent;			/* its put went, its reply is to be read */
 	bool		done;			/* in beanstalkd, or refused */
+	uint64		bs_id;			/* its id on that server, once put */
+	TimestampTz enqueued_at;	/* its transaction's start, from the pack */
 } OutboxRow;
 
 /* where the batch's rows come from */
@@ -84,6 +86,7 @@ typedef struct OutboxSource
 
 int			jobq_done_retention = 7 * 24 * 3600;
 int			jobq_failed_retention = 30 * 24 * 3600;
+bool		jobq_track_jobs = true;
 
 static BsPool pool;
 static int	my_slot;			/* the relay's slot in shared memory */
@@ -109,6 +112,13 @@ relay_init_gucs(void)
 							30 * 24 * 3600, 60, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("jobq.track_jobs",
+							 "Records where the relay put each job, for jobq_status and jobq_cancel.",
+							 "Off, a job that left the outbox and has not finished is \"unknown\" to jobq_status.",
+							 &jobq_track_jobs,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 }
 
 static int
@@ -187,7 +197,7 @@ outbox_source(void)
 												   BATCH_SIZE), 0, NULL);
 		src->take_plan = schema_keep_plan_opts("DELETE FROM jobq.outbox_packs "
 											   "WHERE seq OPERATOR(pg_catalog.=) ANY ($1) "
-											   "RETURNING seq, packed", 1, &type,
+											   "RETURNING seq, packed, created_at", 1, &type,
 											   CURSOR_OPT_GENERIC_PLAN);
 	}
 	else
@@ -311,7 +321,10 @@ take_batch(int *n)
 	{
 		rows = palloc0(sizeof(OutboxRow) * ntaken);
 		for (uint64 i = 0; i < ntaken; i++)
+		{
 			legacy_row_job(taken->vals[order[i]], taken->tupdesc, &rows[i].job);
+			rows[i].enqueued_at = GetCurrentTransactionStartTimestamp();
+		}
 		*n = (int) ntaken;
 		return rows;
 	}
@@ -327,6 +340,9 @@ take_batch(int *n)
 		char	   *error = NULL;
 		int			rc;
 
+		TimestampTz enqueued_at = DatumGetTimestampTz(SPI_getbinval(taken->vals[order[i]],
+																	 taken->tupdesc, 3, &isnull));
+
 		pack_reader_init(&reader, VARDATA_ANY(packed), VARSIZE_ANY_EXHDR(packed));
 		for (;;)
 		{
@@ -339,6 +355,7 @@ take_batch(int *n)
 			memset(&rows[*n], 0, sizeof(OutboxRow));
 			if ((rc = pack_read(&reader, &rows[*n].job, &error)) <= 0)
 				break;
+			rows[*n].enqueued_at = enqueued_at;
 			(*n)++;
 		}
 		if (rc < 0)
@@ -430,12 +447,14 @@ read_from_server(BeanstalkConn *conn, void *arg)
 		switch ((st = bs_read_put_reply(conn, &id)))
 		{
 			case BS_OK:
+				row->bs_id = id;
 				break;
 			case BS_BURIED:
 				/* in beanstalkd, though buried: kick it once memory is back */
 				ereport(WARNING,
 						(errmsg("jobq relay: beanstalkd at %s is out of memory and buried job " UINT64_FORMAT,
 								conn->server, id)));
+				row->bs_id = id;
 				break;
 			case BS_JOB_TOO_BIG:
 				row->refused_code = "54000";
@@ -535,6 +554,63 @@ send_rows(OutboxRow *rows, int n)
 }
 
 /*
+ * Where each job of the batch went, into jobq.sent (1.5, jobq.track_jobs),
+ * in the batch's transaction: one statement for the batch.
+ */
+static void
+record_sent(const OutboxRow *rows, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *servers = palloc(sizeof(Datum) * n);
+	Datum	   *bs_ids = palloc(sizeof(Datum) * n);
+	Datum	   *tubes = palloc(sizeof(Datum) * n);
+	Datum	   *funcs = palloc(sizeof(Datum) * n);
+	Datum	   *times = palloc(sizeof(Datum) * n);
+	Datum		args[6];
+	int			m = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (rows[i].refused != NULL || !rows[i].done)
+			continue;
+		ids[m] = UUIDPGetDatum((pg_uuid_t *) &rows[i].job.id);
+		servers[m] = CStringGetTextDatum(pool.conns[rows[i].server]->server);
+		bs_ids[m] = Int64GetDatum((int64) rows[i].bs_id);
+		tubes[m] = CStringGetTextDatum(rows[i].job.tube);
+		funcs[m] = CStringGetTextDatum(rows[i].job.func_name);
+		times[m] = TimestampTzGetDatum(rows[i].enqueued_at);
+		m++;
+	}
+	if (m == 0)
+		return;
+	if (plan == NULL)
+	{
+		Oid			types[6] = {UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+
+		/* a job sent twice (a crash before the relay's commit) keeps its latest place */
+		plan = schema_keep_plan_opts("INSERT INTO jobq.sent (id, server, bs_id, tube, func_name, enqueued_at) "
+									 "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+									 "pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
+									 "pg_catalog.unnest($6)) "
+									 "ON CONFLICT (id) DO UPDATE SET server = excluded.server, "
+									 "bs_id = excluded.bs_id, sent_at = excluded.sent_at",
+									 6, types, CURSOR_OPT_GENERIC_PLAN);
+	}
+	args[0] = PointerGetDatum(construct_array(ids, m, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(construct_array(servers, m, TEXTOID, -1, false, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(bs_ids, m, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_array(tubes, m, TEXTOID, -1, false, TYPALIGN_INT));
+	args[4] = PointerGetDatum(construct_array(funcs, m, TEXTOID, -1, false, TYPALIGN_INT));
+	args[5] = PointerGetDatum(construct_array(times, m, TIMESTAMPTZOID, sizeof(TimestampTz),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "jobq: recording where jobs were sent failed");
+}
+
+/*
  * Send one batch.  Returns the number of jobs it took (0 when the outbox is
  * empty).
  */
@@ -569,11 +645,16 @@ relay_batch(void)
 		else
 			sent++;
 	}
+	if (jobq_track_jobs && sent > 0 && schema_version() >= JOBQ_SCHEMA_1_5)
+		record_sent(rows, n);
 	/* jobq_put checks the smallest limit early */
 	max_size = pool_min_job_size(&pool);
 	if (max_size >= 0)
 		pg_atomic_write_u64(&jobq_shared->max_job_size, (uint64) max_size);
 	process_xact_end();
+	/* a refused job has failed: jobq_wait may be waiting for it */
+	if (rejected > 0)
+		shmem_jobs_finished();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	slot_add_counts(my_slot, sent, rejected);
 	return n;
@@ -608,11 +689,33 @@ prune_table(const char *table, const char *id_col, const char *ts_col, int reten
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/* unique keys whose job finished and whose period is over */
+static void
+prune_finished_keys(void)
+{
+	process_xact_begin();
+	if (SPI_execute("DELETE FROM jobq.unique_keys WHERE finished "
+					"AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()", false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "jobq: pruning jobq.unique_keys failed");
+	process_xact_end();
+}
+
 static void
 prune_expired(void)
 {
+	bool		with_1_5;
+
+	/* the schema is read in a transaction, as every catalog lookup */
+	process_xact_begin();
+	with_1_5 = schema_version() >= JOBQ_SCHEMA_1_5;
+	process_xact_end();
 	prune_table("done", "id", "done_at", jobq_done_retention);
 	prune_table("failed", "id", "failed_at", jobq_failed_retention);
+	if (with_1_5)
+	{
+		prune_table("sent", "id", "sent_at", jobq_done_retention);
+		prune_finished_keys();
+	}
 }
 
 /*

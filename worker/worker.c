@@ -591,7 +591,7 @@ retry_delay_s(int64 backoff_ms, int attempt)
 static BsSettle
 settle_of(const BatchJob *bj)
 {
-	if (bj->out.ok)
+	if (bj->out.ok || bj->out.cancelled)
 		return BS_SETTLE_DELETE;
 	return bj->final_failure ? BS_SETTLE_BURY : BS_SETTLE_RELEASE;
 }
@@ -659,6 +659,8 @@ settle_on_server(BeanstalkConn *c, void *arg)
 		st = bs_read_settle_reply(c, settle_of(bj));
 		if (bs_status_trouble(st) || st == BS_BAD_REQUEST)
 			return st;
+		if (bj->out.cancelled)
+			continue;
 		if (bj->out.ok)
 			slot_count(my_slot, true);
 		else if (bj->final_failure)
@@ -781,6 +783,7 @@ run_batch(BatchJob *jobs, int n, int prefetch)
 			i++;
 		}
 		process_xact_end();
+		shmem_jobs_finished();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		touch_stop();
 		lost = settle_jobs(jobs + first, i - first, i < n ? 0 : prefetch);

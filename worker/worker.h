@@ -42,6 +42,8 @@ typedef struct Outcome
 	char	   *func_name;		/* of the job, once its body was read; else NULL */
 	int			max_attempts;
 	int64		backoff_ms;
+	bool		cancelled;		/* by jobq_cancel while it ran: recorded, deleted */
+	char		cancelled_by[NAMEDATALEN];
 } Outcome;
 
 /* one job of a batch, from its reservation until it is settled */
@@ -69,6 +71,7 @@ extern void job_run(BatchJob *bj);
 /* relay.c */
 extern int	jobq_done_retention;	/* s */
 extern int	jobq_failed_retention;	/* s */
+extern bool jobq_track_jobs;
 
 /* process.c: what the relay and the workers share */
 typedef struct ProcessBackoff
@@ -92,7 +95,13 @@ extern void process_back_off(int slot, const ProcessBackoff *bo);
 
 /* dispatch.c */
 extern bool dispatch_lookup(const char *tube, const char *func_name, Handler *h);
-extern void dispatch_call(const Handler *h, Jsonb *kwargs);
+extern Jsonb *dispatch_call(const Handler *h, Jsonb *kwargs);
+
+/* job_cancel.c */
+extern void job_cancel_init(int slot);
+extern void job_cancel_arm(void);
+extern void job_cancel_disarm(void);
+extern bool job_cancel_struck(void);
 
 /* worker.c / relay.c entry points, started by the launcher */
 extern PGDLLEXPORT void jobq_worker_main(Datum arg);
