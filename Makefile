@@ -66,7 +66,7 @@ DATA = sql/jobq--1.0.sql sql/jobq--1.0--1.1.sql sql/jobq--1.1--1.2.sql sql/jobq-
        sql/jobq--1.3--1.4.sql sql/jobq--1.4--1.5.sql
 PGFILEDESC = "jobq - beanstalkd job queue for PostgreSQL"
 
-REGRESS = setup put_now admin workers dispatch outbox trigger security pool
+REGRESS = setup put_now admin workers dispatch outbox trigger security pool lifecycle
 REGRESS_OPTS = --use-existing
 TAP_TESTS = 1
 PROVE_FLAGS = -I t

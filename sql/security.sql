@@ -10,7 +10,7 @@ CREATE ROLE jobq_sec_app;
 GRANT INSERT ON results TO jobq_sec_owner;
 GRANT USAGE ON SEQUENCE results_id_seq TO jobq_sec_owner;
 GRANT EXECUTE ON FUNCTION sec_sink(jsonb) TO jobq_sec_owner;
-GRANT EXECUTE ON FUNCTION jobq_put(text, text, jsonb, bigint, interval, interval),
+GRANT EXECUTE ON FUNCTION jobq_put(text, text, jsonb, bigint, interval, interval, text, interval),
                           jobq_put_now(text, text, jsonb, bigint, interval, interval)
    TO jobq_sec_app;
 SELECT jobq_register('t_sec', 'sec_sink', run_as => 'jobq_sec_owner');
@@ -106,7 +106,7 @@ SELECT jobq_unregister('t_sec_litter', 'sec_look');
 REVOKE ALL ON results FROM jobq_sec_owner;
 REVOKE ALL ON SEQUENCE results_id_seq FROM jobq_sec_owner;
 REVOKE ALL ON FUNCTION sec_sink(jsonb) FROM jobq_sec_owner;
-REVOKE ALL ON FUNCTION jobq_put(text, text, jsonb, bigint, interval, interval),
+REVOKE ALL ON FUNCTION jobq_put(text, text, jsonb, bigint, interval, interval, text, interval),
                        jobq_put_now(text, text, jsonb, bigint, interval, interval)
   FROM jobq_sec_app;
 DROP FUNCTION sec_owned(jsonb);

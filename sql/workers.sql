@@ -84,7 +84,7 @@ SELECT who FROM results WHERE func = 'whoami';
 
 -- a registration for a role one cannot act as is refused
 CREATE ROLE jobq_other;
-GRANT EXECUTE ON FUNCTION jobq_register(text, text, regprocedure, regrole, integer, interval, interval) TO jobq_other;
+GRANT EXECUTE ON FUNCTION jobq_register(text, text, regprocedure, regrole, integer, interval, interval, boolean) TO jobq_other;
 SET ROLE jobq_other;
 SELECT jobq_register('t_role', 'whoami', run_as => 'jobq_runner');
 SELECT jobq_register('t_role2', 'whoami', run_as => 'postgres');

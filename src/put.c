@@ -109,18 +109,73 @@ options_interval(Jsonb *options, const char *key, bool *found)
 												 Int32GetDatum(-1)));
 }
 
+/* the options' keys are known ones: a typo does not go unnoticed */
+static void
+check_option_keys(Jsonb *options)
+{
+	static const char *const known[] = {"priority", "delay", "ttr", "unique_key", "unique_for"};
+	JsonbIterator *it = JsonbIteratorInit(&options->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+		bool		ok = false;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		for (int i = 0; i < lengthof(known); i++)
+			ok = ok || strcmp(key, known[i]) == 0;
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown option \"%s\"", key),
+					 errhint("The options are \"priority\", \"delay\", \"ttr\", \"unique_key\" and \"unique_for\".")));
+	}
+}
+
+/* "unique_key" (a column's name) and "unique_for" (its period) */
+static void
+unique_options(Jsonb *options, char **unique_column, Interval **unique_for)
+{
+	JsonbValue *k = job_jsonb_get(options, "unique_key");
+	bool		found;
+	Interval   *iv;
+
+	if (k != NULL && k->type != jbvNull)
+	{
+		if (k->type != jbvString || k->val.string.len == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"unique_key\" must name a column")));
+		*unique_column = pnstrdup(k->val.string.val, k->val.string.len);
+	}
+	iv = options_interval(options, "unique_for", &found);
+	if (!found)
+		return;
+	if (*unique_column == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unique_for needs a unique_key")));
+	if (job_interval_usecs(iv) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unique_for must be positive")));
+	*unique_for = iv;
+}
+
 /*
  * Options given as a JSON object {"priority": n, "delay": "5 s", "ttr": 30,
  * "unique_key": "column", "unique_for": "1 h"} (the trigger's); unknown keys
- * are an error so that a typo does not go unnoticed.  The unique key's
- * column name and period are returned as given (NULL if absent).
+ * are an error.  The unique key's column name and period are returned as
+ * given (NULL if absent).
  */
 void
 put_spec_from_options(JobSpec *spec, Jsonb *options, char **unique_column, Interval **unique_for)
 {
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
+	JsonbValue *p;
 	bool		found;
 	Interval   *iv;
 
@@ -135,36 +190,17 @@ put_spec_from_options(JobSpec *spec, Jsonb *options, char **unique_column, Inter
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("options must be a JSON object")));
+	check_option_keys(options);
 
-	it = JsonbIteratorInit(&options->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	p = job_jsonb_get(options, "priority");
+	if (p != NULL && p->type != jbvNull)
 	{
-		if (tok == WJB_KEY)
-		{
-			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
-
-			if (strcmp(key, "priority") != 0 && strcmp(key, "delay") != 0 &&
-				strcmp(key, "ttr") != 0 && strcmp(key, "unique_key") != 0 &&
-				strcmp(key, "unique_for") != 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("unknown option \"%s\"", key),
-						 errhint("The options are \"priority\", \"delay\", \"ttr\", \"unique_key\" and \"unique_for\".")));
-		}
-	}
-
-	{
-		JsonbValue *p = job_jsonb_get(options, "priority");
-
-		if (p != NULL && p->type != jbvNull)
-		{
-			if (p->type != jbvNumeric)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"priority\" must be a number")));
-			spec->priority = job_priority_arg(DatumGetInt64(DirectFunctionCall1(numeric_int8,
-																				NumericGetDatum(p->val.numeric))));
-		}
+		if (p->type != jbvNumeric)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"priority\" must be a number")));
+		spec->priority = job_priority_arg(DatumGetInt64(DirectFunctionCall1(numeric_int8,
+																			NumericGetDatum(p->val.numeric))));
 	}
 	iv = options_interval(options, "delay", &found);
 	if (found)
@@ -172,31 +208,7 @@ put_spec_from_options(JobSpec *spec, Jsonb *options, char **unique_column, Inter
 	iv = options_interval(options, "ttr", &found);
 	if (found)
 		spec->ttr = job_seconds_arg(false, iv, "ttr", 1, 0);
-	{
-		JsonbValue *k = job_jsonb_get(options, "unique_key");
-
-		if (k != NULL && k->type != jbvNull)
-		{
-			if (k->type != jbvString || k->val.string.len == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"unique_key\" must name a column")));
-			*unique_column = pnstrdup(k->val.string.val, k->val.string.len);
-		}
-	}
-	iv = options_interval(options, "unique_for", &found);
-	if (found)
-	{
-		if (*unique_column == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unique_for needs a unique_key")));
-		if (job_interval_usecs(iv) <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unique_for must be positive")));
-		*unique_for = iv;
-	}
+	unique_options(options, unique_column, unique_for);
 }
 
 /* one try of jobq_put_now on one server of the pool */

@@ -100,7 +100,7 @@ my $waiting_10 = sql_ok($node, $waiting);
 ($rc, $out, $err) = as_role(undef, 'ALTER EXTENSION jobq UPDATE');
 ok($rc == 0, 'ALTER EXTENSION jobq UPDATE') or diag($err);
 note("ALTER EXTENSION: $err") if $err;
-is(sql_ok($node, q{SELECT extversion FROM pg_extension WHERE extname = 'jobq'}), '1.4', 'extension at 1.4');
+is(sql_ok($node, q{SELECT extversion FROM pg_extension WHERE extname = 'jobq'}), '1.5', 'extension at 1.5');
 is(sql_ok($node, q{SELECT string_agg(p.oid::regprocedure::text, ',' ORDER BY 1)
                      FROM pg_proc p WHERE p.proname IN ('jobq_job', 'jobq_delete')
                       AND p.pronamespace = 'public'::regnamespace}),
@@ -133,6 +133,18 @@ ok(wait_for($node, q{SELECT (SELECT count(*) FROM public.effects WHERE tag = 'u1
 	AND EXISTS (SELECT FROM public.effects WHERE tag = 'ua' AND who = 'al')}, 60),
 	'the outbox rows were delivered and ran (ua as al)');
 is(sql_ok($node, 'SELECT count(*) FROM jobq.outbox'), '0', 'the outbox is empty');
+
+# 1.5 on the updated schema: unique keys, a job's status, jobq_wait
+my ($life, $life2) = split /\n/, sql_ok($node, q{BEGIN;
+SELECT jobq_put('tu', 'u1', '{"n": "life"}', unique_key => 'life');
+SELECT jobq_put('tu', 'u1', '{"n": "life2"}', unique_key => 'life');
+COMMIT;});
+is($life2, $life, '1.5: a unique put after the update returns the holder');
+is(sql_ok($node, "SELECT state FROM jobq_wait('$life', '30 s')"), 'done', '1.5: jobq_wait sees the job done');
+is(sql_ok($node, q{SELECT count(*) FROM public.effects WHERE kw->>'n' LIKE 'life%'}), '1', '1.5: it ran once');
+is(sql_ok($node, q{SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute a
+                   WHERE a.attrelid = 'jobq.workers'::regclass AND a.attnum > 10}),
+	'last_error,last_error_at,job_uuid', '1.5: jobq.workers has job_uuid');
 
 # the failed row can be retried
 $node->safe_psql('postgres', q{SELECT jobq_retry_failed('tu'::text)});

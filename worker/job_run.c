@@ -673,6 +673,39 @@ typedef enum JobStage
 } JobStage;
 
 /*
+ * Step 3: the handler, once the job's row is in jobq.done (a second
+ * delivery, or a job cancelled before it ran, finds the row there and is
+ * just deleted); with a cancel request armed while it runs.
+ */
+static void
+run_handler(BatchJob *bj, JobBody *body, Handler *h)
+{
+	slot_set_state(my_slot, JOBQ_STATE_RUNNING, body->tube, body->func_name, bj->job.id);
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("jobq: %s on tube %s, job " UINT64_FORMAT,
+									body->func_name, body->tube, bj->job.id));
+	if (!body->has_id)
+		(void) call_restricted(h, body, bj->facts.ttr_ms);
+	else if (record_done(body, bj->facts.attempt))
+	{
+		Jsonb	   *result;
+
+		slot_set_job(my_slot, &body->id, bj->facts.attempt);
+		job_cancel_arm();
+		result = call_restricted(h, body, bj->facts.ttr_ms);
+		job_cancel_disarm();
+		if (result != NULL)
+			record_result(body, result);
+		release_unique_key(body);
+	}
+	/* a time limit or cancel that struck after the handler's last check is its own */
+	CHECK_FOR_INTERRUPTS();
+	/* what the handler left fails this job only, if it cannot be undone */
+	session_reset();
+	bj->out.ok = true;
+}
+
+/*
  * Steps 1 to 3 of the header comment, in one subtransaction of the batch's
  * transaction (and SPI connection): decoding, the handler's lookup and the
  * handler itself.  An error rolls the subtransaction back; what it means
@@ -697,30 +730,7 @@ run_in_subtransaction(BatchJob *bj, JobBody *body, bool *decoded)
 			if (find_handler(bj, body, &h))
 			{
 				stage = JOB_RUNNING;
-				slot_set_state(my_slot, JOBQ_STATE_RUNNING, body->tube, body->func_name, bj->job.id);
-				pgstat_report_activity(STATE_RUNNING,
-									   psprintf("jobq: %s on tube %s, job " UINT64_FORMAT,
-												body->func_name, body->tube, bj->job.id));
-				/* a second delivery of a job done already is just deleted */
-				if (!body->has_id)
-					(void) call_restricted(&h, body, bj->facts.ttr_ms);
-				else if (record_done(body, bj->facts.attempt))
-				{
-					Jsonb	   *result;
-
-					slot_set_job(my_slot, &body->id, bj->facts.attempt);
-					job_cancel_arm();
-					result = call_restricted(&h, body, bj->facts.ttr_ms);
-					job_cancel_disarm();
-					if (result != NULL)
-						record_result(body, result);
-					release_unique_key(body);
-				}
-				/* a time limit or cancel that struck after the handler's last check is its own */
-				CHECK_FOR_INTERRUPTS();
-				/* what the handler left fails this job only, if it cannot be undone */
-				session_reset();
-				out->ok = true;
+				run_handler(bj, body, &h);
 			}
 		}
 		ReleaseCurrentSubTransaction();

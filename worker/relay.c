@@ -54,6 +54,7 @@
 #include "pool.h"
 #include "schema.h"
 #include "shmem.h"
+#include "unique.h"
 #include "worker.h"
 
 #define BATCH_SIZE		1000
@@ -146,6 +147,9 @@ reject_row(const OutboxRow *row, const char *sqlstate, const char *message)
 	f.ttr = row->job.ttr;
 	f.source = "relay";
 	failed_record(&f);
+	/* it has failed for good: a unique key it holds is free again */
+	if (schema_version() >= JOBQ_SCHEMA_1_5)
+		unique_release_job(&row->job.id);
 	ereport(WARNING,
 			(errmsg("jobq relay: job for func_name \"%s\" on tube \"%s\" cannot go to beanstalkd at %s: %s",
 					row->job.func_name, row->job.tube,
