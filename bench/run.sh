@@ -16,6 +16,8 @@
 #   8 pool       jobq.servers with 1 and then 3 beanstalkd (two more started
 #                on free ports above BSPORT): workers' no-op throughput on a
 #                backlog, enqueue-to-handler latency, how the jobs spread
+#   9 wait       jobq_wait: from a job's handler to the waiter's return
+# Section 3 also times jobq.track_jobs off and on, and unique puts (1.5).
 # Verdicts are informational: exit status is 0 unless something broke.
 # --quick runs the same with small N (a CI smoke run, well under 2 minutes);
 # BENCH_SECTIONS="2" runs only the sections listed.  BENCH_NO_BUILD=1 uses
@@ -127,7 +129,7 @@ echo "$CONFIG"
 # ---- reporting ----------------------------------------------------------
 
 # BENCH_SECTIONS="2 4" runs only those sections (all by default)
-want() { [[ " ${BENCH_SECTIONS:-1 2 3 4 5 6 7 8} " == *" $1 "* ]]; }
+want() { [[ " ${BENCH_SECTIONS:-1 2 3 4 5 6 7 8 9} " == *" $1 "* ]]; }
 
 REPORT=()
 hdr=$(printf '%-34s %16s %16s %7s %9s  %s' measurement jobq "raw beanstalkd" ratio target verdict)
@@ -285,6 +287,51 @@ row "3 outbox jobs/s (N=$N_OB)" "$OB_RATE" "$RAW_RATE" "$(ratio "$OB_RATE" "$RAW
 OB_STMT_RATE=$(rate "$N_OB" "$ob_stmt")
 emit "3 ... the statement, jobs/s" "$OB_STMT_RATE" "-" "-" ">= 150000" "$(verdict "$OB_STMT_RATE" ">=" 150000)"
 note "jobq ${ob_secs}s: statement+commit ${ob_stmt}s, then relay; raw pipelined put ${RAW_SECS}s"
+
+# 1.5: what jobq.track_jobs (the relay's jobq.sent row per job) costs, and a
+# unique put (unique_key) beside a plain one, rounds alternating in one run
+if [ "$(sql -c "SELECT count(*) FROM pg_settings WHERE name = 'jobq.track_jobs'")" = 1 ]; then
+ob_round() {    # ob_round TUBE UNIQUE(0/1) -> "all-ready-secs|statement-secs"
+    local key=NULL
+    [ "$2" = 1 ] && key="'k' || i"
+    sql <<SQL
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+SELECT count(jobq_put('$1', 'f', jsonb_build_object('i', i), unique_key => $key)) FROM generate_series(1, $N_OB) i \gset
+SELECT extract(epoch FROM clock_timestamp()) AS t1 \gset
+SELECT bench_wait_ready('$1', $N_OB, 300) AS t2 \gset
+SELECT :t2 - :t0, :t1 - :t0;
+SQL
+}
+set_tracking() {
+    sql -c "ALTER SYSTEM SET jobq.track_jobs = $1" >/dev/null
+    sql -c "SELECT pg_reload_conf()" >/dev/null
+    sleep 0.5
+}
+TRACK_ON=() TRACK_OFF=() PLAIN_STMT=() UNIQUE_STMT=()
+for r in 1 2 3; do
+    raw pput "$N_OB" "bench-raw-pput-$r"
+    raw_r=$RAW_RATE
+    set_tracking off
+    IFS='|' read -r s_all s_stmt <<<"$(ob_round "bench_ob_off_$r" 0)"
+    TRACK_OFF+=("$(ratio "$(rate "$N_OB" "$s_all")" "$raw_r")")
+    set_tracking on
+    IFS='|' read -r s_all s_stmt <<<"$(ob_round "bench_ob_on_$r" 0)"
+    TRACK_ON+=("$(ratio "$(rate "$N_OB" "$s_all")" "$raw_r")")
+    PLAIN_STMT+=("$s_stmt")
+    IFS='|' read -r s_all s_stmt <<<"$(ob_round "bench_ob_uniq_$r" 1)"
+    UNIQUE_STMT+=("$s_stmt")
+done
+sql -c "ALTER SYSTEM RESET jobq.track_jobs" >/dev/null
+sql -c "SELECT pg_reload_conf()" >/dev/null
+note "3 all-ready ratio to raw pipelined put, jobq.track_jobs off: ${TRACK_OFF[*]}; on: ${TRACK_ON[*]} (rounds alternating)"
+tr_cost=$(awk -v a="${TRACK_OFF[*]}" -v b="${TRACK_ON[*]}" 'BEGIN { n = split(a, x, " "); split(b, y, " ");
+    for (i = 1; i <= n; i++) { so += x[i]; sn += y[i] } printf "%.1f", (so > 0) ? 100 * (so - sn) / so : 0 }')
+emit "3 ... tracking cost, % of rate" "$tr_cost" "-" "-" "< 5" "$(verdict "$tr_cost" "<" 5)"
+u_ratio=$(awk -v a="${UNIQUE_STMT[*]}" -v b="${PLAIN_STMT[*]}" 'BEGIN { n = split(a, x, " "); split(b, y, " ");
+    for (i = 1; i <= n; i++) { su += x[i]; sp += y[i] } printf "%.2f", (sp > 0) ? su / sp : 0 }')
+note "3 the $N_OB-put statement, seconds: plain ${PLAIN_STMT[*]}; every put with its own unique_key ${UNIQUE_STMT[*]}"
+emit "3 ... unique put / plain put, time" "$u_ratio" "-" "-" "<= 2" "$(verdict "$u_ratio" "<=" 2)"
+fi
 fi
 
 # ---- 4. latency ---------------------------------------------------------
@@ -778,6 +825,44 @@ if [ "$errs" != 0 ] || [ "$werr" != 0 ]; then
     tail -c +"$POOL_LOG_FROM" "$WORKDIR/postgres.log" | grep -E '(ERROR|WARNING|FATAL|PANIC):' | head -20
     sql -c "SELECT worker, kind, last_error, last_error_at FROM jobq.workers WHERE last_error_at >= '$POOL_T0'"
 fi
+fi
+
+# ---- 9. jobq_wait -------------------------------------------------------
+
+if want 9 && [ "$(sql -c "SELECT count(*) FROM pg_proc WHERE proname = 'jobq_wait'")" = 1 ]; then
+
+say "9. jobq_wait: $N_LAT jobs, each waited for; from the handler's last statement to jobq_wait's return"
+sql <<'SQL'
+CREATE TABLE bench_wait_end (i int PRIMARY KEY, at timestamptz);
+CREATE TABLE bench_wait_ret (i int PRIMARY KEY, at timestamptz, state text);
+CREATE FUNCTION bench_wait_h(i int) RETURNS void LANGUAGE sql
+    AS $$ INSERT INTO public.bench_wait_end VALUES (i, clock_timestamp()) $$;
+SELECT jobq_register('bench_wait_h', 'bench_wait_h') \gset
+CREATE PROCEDURE bench_wait(n int) LANGUAGE plpgsql AS $$
+DECLARE id uuid; st text;
+BEGIN
+    FOR k IN 1 .. n LOOP
+        id := jobq_put('bench_wait_h', 'bench_wait_h', jsonb_build_object('i', k));
+        COMMIT;
+        SELECT w.state INTO st FROM jobq_wait(id, '10 s') w;
+        INSERT INTO bench_wait_ret VALUES (k, clock_timestamp(), st);
+        COMMIT;
+    END LOOP;
+END $$;
+SQL
+sleep 1.5    # the workers watch the new tube
+sql -c "CALL bench_wait($N_LAT)"
+must "SELECT count(*) FROM bench_wait_ret WHERE state = 'done'" "$N_LAT"
+read -r w50 w90 w99 wmax <<<"$(sql -F ' ' -c "
+SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+       round(percentile_cont(0.9) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+       round(max(ms)::numeric, 2)
+  FROM (SELECT extract(epoch FROM r.at - e.at) * 1000 AS ms
+          FROM bench_wait_end e JOIN bench_wait_ret r USING (i) WHERE i > $LAT_WARM) t")"
+emit "9 jobq_wait wake p50 ms" "$w50" "-" "-" "< 5 ms" "$(verdict "$w50" "<" 5)"
+emit "9 jobq_wait wake p99 ms" "$w99" "-" "-" "< 5 ms" "$(verdict "$w99" "<" 5)"
+note "jobq_wait: from the handler's last statement (so including the worker's commit) to jobq_wait's return; p90 ${w90} ms, max ${wmax} ms"
 fi
 
 # ---- summary ------------------------------------------------------------
