@@ -117,6 +117,11 @@ BEGIN
     RAISE EXCEPTION '% has % rows after % s, wanted %', tbl, c, secs, n;
 END $$;
 SQL
+# BENCH_TRACK_JOBS=on|off sets jobq.track_jobs for the whole run (1.5)
+if [ -n "${BENCH_TRACK_JOBS:-}" ]; then
+    sql -c "ALTER SYSTEM SET jobq.track_jobs = $BENCH_TRACK_JOBS" >/dev/null
+    sql -c "SELECT pg_reload_conf()" >/dev/null
+fi
 # the relay and both workers are up
 for _ in $(seq 100); do
     [ "$(sql -c "SELECT count(*) FROM jobq.workers WHERE state <> 'starting'")" -ge 3 ] && break

@@ -2,6 +2,11 @@
 -- kept results, on the paths valgrind runs too (JOBQ_VALGRIND=1)
 \set VERBOSITY terse
 
+-- where the relay puts each job is recorded only with jobq.track_jobs on
+ALTER SYSTEM SET jobq.track_jobs = on;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+
 CREATE FUNCTION lc_double(n int) RETURNS jsonb LANGUAGE sql AS $$
     INSERT INTO public.results (func, args) VALUES ('lc_double', jsonb_build_object('n', n));
     SELECT jsonb_build_object('twice', n * 2)
@@ -50,3 +55,6 @@ BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT jobq_wait(:'d', '1 s');
 ROLLBACK;
 SELECT jobq_status(NULL::uuid[]);
+
+ALTER SYSTEM RESET jobq.track_jobs;
+SELECT pg_reload_conf();

@@ -420,8 +420,9 @@ read_tables(StatusSet *set, bool servers)
 			  "    OPERATOR(pg_catalog.->) 'kwargs', created_at "
 			  "FROM jobq.outbox WHERE id OPERATOR(pg_catalog.=) ANY ($1)", pending_row);
 	read_step(set, &sent_plan,
-			  "SELECT id, server, bs_id, tube, func_name, enqueued_at "
-			  "FROM jobq.sent WHERE id OPERATOR(pg_catalog.=) ANY ($1)", sent_row);
+			  "SELECT DISTINCT ON (id) id, server, bs_id, tube, func_name, enqueued_at "
+			  "FROM jobq.sent WHERE id OPERATOR(pg_catalog.=) ANY ($1) "
+			  "ORDER BY id, sent_at DESC", sent_row);
 	if (servers)
 		ask_servers(set);
 	read_step(set, &failed_plan,

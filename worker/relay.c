@@ -87,7 +87,7 @@ typedef struct OutboxSource
 
 int			jobq_done_retention = 7 * 24 * 3600;
 int			jobq_failed_retention = 30 * 24 * 3600;
-bool		jobq_track_jobs = true;
+bool		jobq_track_jobs = false;
 
 static BsPool pool;
 static int	my_slot;			/* the relay's slot in shared memory */
@@ -117,7 +117,7 @@ relay_init_gucs(void)
 							 "Records where the relay put each job, for jobq_status and jobq_cancel.",
 							 "Off, a job that left the outbox and has not finished is \"unknown\" to jobq_status.",
 							 &jobq_track_jobs,
-							 true,
+							 false,
 							 PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
 }
@@ -593,13 +593,11 @@ record_sent(const OutboxRow *rows, int n)
 		Oid			types[6] = {UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, TIMESTAMPTZARRAYOID};
 
-		/* a job sent twice (a crash before the relay's commit) keeps its latest place */
+		/* a job sent twice (a crash before the relay's commit) has two rows: the latest counts */
 		plan = schema_keep_plan_opts("INSERT INTO jobq.sent (id, server, bs_id, tube, func_name, enqueued_at) "
 									 "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
 									 "pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
-									 "pg_catalog.unnest($6)) "
-									 "ON CONFLICT (id) DO UPDATE SET server = excluded.server, "
-									 "bs_id = excluded.bs_id, sent_at = excluded.sent_at",
+									 "pg_catalog.unnest($6))",
 									 6, types, CURSOR_OPT_GENERIC_PLAN);
 	}
 	args[0] = PointerGetDatum(construct_array(ids, m, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
