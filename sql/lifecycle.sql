@@ -46,6 +46,25 @@ SELECT :'q3' <> :'q' AS new_job;
 SELECT job_id = :'q3' FROM jobq.unique_keys WHERE key = 'lc-k';
 SELECT jobq_cancel(:'q3') IN ('pending', 'queued') AS cancelled;
 
+-- a running job, cancelled: its handler is interrupted, it is not retried
+CREATE TABLE lc_gate (open bool);
+GRANT SELECT ON lc_gate TO PUBLIC;
+CREATE FUNCTION lc_held(n int) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    WHILE NOT EXISTS (SELECT 1 FROM public.lc_gate) LOOP PERFORM pg_sleep(0.02); END LOOP;
+    INSERT INTO public.results (func, args) VALUES ('lc_held', jsonb_build_object('n', n));
+END $$;
+SELECT jobq_register('t_lc', 'lc_held');
+SELECT jobq_put('t_lc', 'lc_held', '{"n": 1}', unique_key => 'lc-run') AS r \gset
+SELECT wait_for($$SELECT state = 'running' FROM jobq_status('$$ || :'r' || $$'::uuid)$$);
+SELECT count(*) FROM jobq.workers WHERE job_uuid = :'r';
+SELECT jobq_cancel(:'r');
+SELECT state, cancelled_by = current_user AS by_me FROM jobq_status(:'r'::uuid);
+INSERT INTO lc_gate VALUES (true);
+SELECT pg_sleep(1);
+SELECT count(*) AS ran FROM results WHERE func = 'lc_held';
+SELECT count(*) AS key_free FROM jobq.unique_keys WHERE key = 'lc-run';
+
 -- bad input
 SELECT jobq_put('t_lc', 'lc_double', unique_key => '');
 SELECT jobq_put('t_lc', 'lc_double', unique_for => '1 h');
